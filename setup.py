@@ -1,0 +1,36 @@
+"""Sparse and binary neural networks in JAX/Flax.
+
+Install for use:   pip install -e .
+Install for tests: pip install -e ".[test]"
+"""
+import setuptools
+
+setuptools.setup(
+    name="sparse-binary-nets",
+    version="0.1.0",
+    description=("Pure-functional transforms for sparse and binary neural "
+                 "networks in JAX/Flax: masks, magnitude pruning, lottery "
+                 "tickets, binarization, export and a CPU evaluator."),
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(
+        include=["sparsity*", "binary*", "lottery*", "experiments*",
+                 "launch*"]),
+    install_requires=[
+        "jax>=0.5",
+        "flax>=0.10",
+        "optax>=0.2.4",
+        "chex>=0.1.88",
+        "tensorflow-datasets>=4.9.7",
+        "orbax-checkpoint>=0.11",
+        "absl-py",
+        "ml_collections>=1.0",
+        "grain>=0.2.6",
+        "numpy>=1.26",
+        "scikit-learn>=1.3",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "fast": ["numba>=0.60", "scipy>=1.11"],
+    },
+)
