@@ -16,7 +16,7 @@ setuptools.setup(
         include=["sparsity*", "binary*", "lottery*", "experiments*",
                  "launch*"]),
     install_requires=[
-        "jax>=0.5",
+        "jax>=0.7",
         "flax>=0.10",
         "optax>=0.2.4",
         "chex>=0.1.88",

@@ -1,0 +1,111 @@
+"""kill -9 at a step, at a prune boundary and during a checkpoint write,
+then re-run: the final params and summary equal an uninterrupted run's;
+and several devices / processes match one device."""
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from experiments import train
+from helpers import leaves_close
+from helpers import leaves_equal
+from helpers import small_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RUNNER = os.path.join(HERE, "_fault_runner.py")
+
+
+def run(workdir, fault="none", n=0, overrides=None, env=None, extra=()):
+  full_env = dict(os.environ, JAX_PLATFORMS="cpu", **(env or {}))
+  return subprocess.Popen(
+      [sys.executable, RUNNER, workdir, fault, str(n),
+       json.dumps(overrides or {}), *extra],
+      env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+
+
+def finish(proc, expect=0):
+  out, err = proc.communicate(timeout=300)
+  assert proc.returncode == expect, err[-3000:]
+  return out
+
+
+def summary(workdir):
+  with open(os.path.join(workdir, "summary.json")) as f:
+    return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("ref"))
+  finish(run(workdir))
+  return workdir
+
+
+@pytest.mark.parametrize("fault,n", [
+    ("step", 170),        # mid-phase, 70 steps after the last checkpoint
+    ("prune", 3),         # at the third pruning event (step 150)
+    ("checkpoint", 2),    # inside the second checkpoint write
+])
+def test_kill_and_resume_is_bit_identical(reference, tmp_path, fault, n):
+  workdir = str(tmp_path / "run")
+  finish(run(workdir, fault, n), expect=-9)
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  finish(run(workdir))
+  assert summary(workdir) == summary(reference)
+  config = small_config()
+  assert leaves_equal(train.load_state(config, workdir),
+                      train.load_state(config, reference))
+
+
+def _free_port():
+  with socket.socket() as s:
+    s.bind(("localhost", 0))
+    return s.getsockname()[1]
+
+
+# Few steps and a one-shot prune: data-parallel sums reduce in another
+# order, and magnitude pruning would amplify float noise over long runs.
+SHORT = {"num_steps": 60, "log_every": 20, "eval_every": 30,
+         "checkpoint_every": 30, "pruning.schedule": "oneshot",
+         "pruning.begin_step": 30}
+
+
+def _assert_matches_single_device(single, other):
+  config = small_config(**SHORT)
+  a = train.load_state(config, single)
+  b = train.load_state(config, other)
+  assert leaves_equal(a.mask, b.mask)
+  assert leaves_close(a.params, b.params, rtol=1e-4, atol=1e-5)
+  assert summary(single)["final"]["test_accuracy"] == pytest.approx(
+      summary(other)["final"]["test_accuracy"], abs=1e-2)
+
+
+@pytest.fixture(scope="module")
+def single_device(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("one"))
+  finish(run(workdir, overrides=SHORT))
+  return workdir
+
+
+def test_four_forced_cpu_devices_match_one(single_device, tmp_path):
+  workdir = str(tmp_path / "four")
+  finish(run(workdir, overrides=SHORT, env={
+      "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}))
+  assert summary(workdir)["devices"] == 4
+  _assert_matches_single_device(single_device, workdir)
+
+
+def test_two_processes_match_one(single_device, tmp_path):
+  workdir = str(tmp_path / "two")
+  port = _free_port()
+  procs = [run(workdir, overrides=SHORT, extra=(
+      f"--coordinator=localhost:{port}", "--num_processes=2",
+      f"--process_id={i}")) for i in range(2)]
+  for p in procs:
+    finish(p)
+  assert summary(workdir)["processes"] == 2
+  _assert_matches_single_device(single_device, workdir)
