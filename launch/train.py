@@ -42,8 +42,12 @@ def parse_flags(argv):
     return flags.FLAGS(argv)
   except flags.Error as e:
     _fail(str(e).splitlines()[0] if str(e) else repr(e), 2)
-  except (ValueError, AttributeError, KeyError, TypeError, OSError,
-          SyntaxError) as e:  # raised by config_flags while loading/overriding
+  except (AttributeError, KeyError) as e:  # config_flags: unknown field
+    key = str(e).strip("\"'")
+    culprit = next((a.split("=")[0] for a in argv
+                    if a.startswith("--config.") and key in a), key)
+    _fail(f"{culprit}: unknown config field {key!r}", 2)
+  except (ValueError, TypeError, OSError, SyntaxError) as e:
     _fail(f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
           2)
 
@@ -53,6 +57,12 @@ def main(argv):
     _fail(f"unexpected arguments: {' '.join(argv[1:])}", 2)
   if _CONFIG.value is None:
     _fail("--config is required", 2)
+  try:  # config_flags defers load errors until the config is first read
+    _CONFIG.value.to_dict()
+  except Exception as e:  # pylint: disable=broad-except
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    _fail(f"--config={flags.FLAGS['config'].config_filename}: "
+          f"{lines[-1] if lines else type(e).__name__}", 2)
   if not _WORKDIR.value:
     _fail("--workdir is required", 2)
 
