@@ -1,0 +1,64 @@
+"""The model zoo (Flax Linen) and its layer-list description.
+
+Every model is called as ``model.apply(variables, x, train=bool)``
+(``train`` is keyword-only and required); x is NHWC float32 for conv nets,
+(N, D) or NHWC for MLPs.  Models with BatchNorm keep ``batch_stats``:
+train with ``mutable=["batch_stats"]``.  Prunable weights are the params
+named ``kernel``.
+
+``get_model(name, num_classes, **kwargs)`` builds a model by name;
+``layer_list(model, input_shape)`` describes it in the op set documented in
+``experiments/models/_layers.py`` (the export / reference-evaluator
+contract).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from experiments.models._convnets import Conv2, Conv4, Conv6, ConvNet
+from experiments.models._layers import LayerListError, layer_list
+from experiments.models._mlp import LeNet300100, MLP
+from experiments.models._resnet import BasicBlock, ResNet, ResNet20, ResNet56
+from experiments.models._vgg import VGG, VGG11, VGG16, VGG19, VGG_CFGS
+
+__all__ = [
+    "MODELS", "get_model", "layer_list", "abstract_variables",
+    "LayerListError", "MLP", "LeNet300100", "ConvNet", "Conv2", "Conv4",
+    "Conv6", "BasicBlock", "ResNet", "ResNet20", "ResNet56", "VGG", "VGG11",
+    "VGG16", "VGG19", "VGG_CFGS",
+]
+
+MODELS: dict[str, type[nn.Module]] = {
+    "mlp": MLP,
+    "lenet_300_100": LeNet300100,
+    "conv2": Conv2,
+    "conv4": Conv4,
+    "conv6": Conv6,
+    "resnet20": ResNet20,
+    "resnet56": ResNet56,
+    "vgg11": VGG11,
+    "vgg16": VGG16,
+    "vgg19": VGG19,
+}
+
+
+def get_model(name: str, num_classes: int, **kwargs) -> nn.Module:
+  """``MODELS[name](num_classes=num_classes, **kwargs)``."""
+  try:
+    cls = MODELS[name]
+  except KeyError:
+    raise ValueError(f"unknown model {name!r}; choose one of: "
+                     f"{', '.join(MODELS)}") from None
+  return cls(num_classes=num_classes, **kwargs)
+
+
+def abstract_variables(model: nn.Module, input_shape: Sequence[int]):
+  """Shapes/dtypes (``jax.ShapeDtypeStruct``) of ``model.init``'s variables
+  for per-example ``input_shape`` (no batch axis); no FLOPs, no memory."""
+  x = jax.ShapeDtypeStruct((1, *tuple(input_shape)), jnp.float32)
+  return jax.eval_shape(
+      lambda x: model.init(jax.random.key(0), x, train=False), x)
