@@ -30,7 +30,8 @@ setuptools.setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboardX>=2.6"],
+        "tensorboard": ["tensorboardX>=2.6"],
         "fast": ["numba>=0.60", "scipy>=1.11"],
     },
 )

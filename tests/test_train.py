@@ -43,6 +43,12 @@ def test_outputs_follow_the_contract(finished_run):
   assert any("val_accuracy" in r for r in rows)
   with open(os.path.join(workdir, "config.json")) as f:
     assert json.load(f)["num_steps"] == config.num_steps
+  try:
+    import tensorboardX  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    return
+  events = os.listdir(os.path.join(workdir, "tensorboard"))
+  assert any(e.startswith("events.out.tfevents") for e in events)
 
 
 def test_pruned_weights_are_exactly_zero(finished_run):

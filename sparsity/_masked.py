@@ -1,0 +1,121 @@
+"""The masked optimizer: any optax optimizer that keeps pruned weights at 0."""
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from sparsity import _masks
+
+
+class MaskedState(NamedTuple):
+  """State of :func:`masked`: the inner optimizer's state, masked."""
+  inner_state: optax.OptState
+
+
+def _is_state_leaf(x: Any) -> bool:
+  """Holes in a parameter-shaped state tree (optax.masked, partition)."""
+  return x is None or isinstance(x, optax.MaskedNode)
+
+
+def _zero_pruned(leaf: Any, mask_leaf: Any) -> Any:
+  """``leaf`` with pruned positions set to 0 (if it has the mask's shape)."""
+  if mask_leaf is None or leaf is None or not hasattr(leaf, "shape"):
+    return leaf
+  if tuple(leaf.shape) != tuple(mask_leaf.shape):
+    return leaf  # e.g. Adafactor's factored row/column statistics
+  return jnp.where(mask_leaf, leaf, jnp.zeros((), dtype=jnp.result_type(leaf)))
+
+
+def _zero_pruned_state(inner, state, mask, updates):
+  """Zeroes pruned positions in every parameter-shaped tree of ``state``."""
+  try:
+    return optax.tree_utils.tree_map_params(
+        inner, _zero_pruned, state, mask, is_leaf=_is_state_leaf)
+  except Exception:  # pylint: disable=broad-except
+    # An init that cannot run on optax's placeholder (e.g. optax.lbfgs reads
+    # a leaf's dtype): fall back to the subtrees shaped like the updates.
+    params_def = jax.tree.structure(updates)
+    def is_params_tree(x):
+      return jax.tree.structure(x) == params_def
+    def zero(x):
+      if is_params_tree(x):
+        return jax.tree.map(_zero_pruned, x, mask)
+      return x
+    return jax.tree.map(zero, state, is_leaf=is_params_tree)
+
+
+def masked(inner: optax.GradientTransformation
+           ) -> optax.GradientTransformationExtraArgs:
+  """Wraps an optimizer so that pruned weights and their moments stay 0.
+
+  With mask ``m`` (passed to every update as the keyword ``mask``):
+
+  .. math::
+     g' = g \\odot m, \\quad (u, s') = \\mathrm{inner}(g', s, \\theta),
+     \\quad u' = u \\odot m, \\quad s'' = s' \\odot m
+
+  where ``s' \\odot m`` zeroes every leaf of the inner state that
+  corresponds to a parameter (momentum, Adam's ``mu`` and ``nu``, ...; found
+  with ``optax.tree_utils.tree_map_params``, so any inner optimizer works,
+  including ``optax.masked``/``optax.partition`` inners; for the rare inner
+  whose ``init`` cannot run on optax's placeholder, e.g. ``optax.lbfgs``,
+  the subtrees of the state shaped like the params are used) at pruned
+  positions. Hence, if the params are 0 at pruned positions before
+  a step, they are exactly 0 after it, and so are all their moments: under
+  SGD, momentum, Nesterov, Adam and AdamW (whose decay term ``wd * w`` is 0
+  for a pruned weight). When the mask changes, the stale moments of newly
+  pruned weights are cleared at the next update, and a weight that is
+  unpruned later starts from zero moments. State leaves whose shape differs
+  from the parameter's (e.g. Adafactor's factored statistics) are left as
+  they are.
+
+  The mask is an argument, not state: changing its values never retraces a
+  jitted step (same shapes and dtypes), and the trainer keeps one mask.
+  Other extra keyword arguments are forwarded to ``inner`` (ignored if it
+  does not take any).
+
+  Args:
+    inner: any optax gradient transformation (e.g. ``optax.adamw(...)``).
+
+  Returns:
+    A ``GradientTransformationExtraArgs`` with ``init(params) ->
+    MaskedState`` and ``update(updates, state, params=None, *, mask,
+    **extra_args) -> (updates, state)``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, optax, sparsity
+    >>> params = {"Dense_0": {"kernel": jnp.array([[1., 0.], [0., 2.]]),
+    ...                       "bias": jnp.zeros(2)}}
+    >>> mask = sparsity.create_mask(params)
+    >>> mask["Dense_0"]["kernel"] = jnp.array([[True, False], [False, True]])
+    >>> tx = sparsity.masked(optax.sgd(0.5, momentum=0.9))
+    >>> state = tx.init(params)
+    >>> grads = jax.tree.map(jnp.ones_like, params)
+    >>> updates, state = tx.update(grads, state, params, mask=mask)
+    >>> optax.apply_updates(params, updates)["Dense_0"]["kernel"].tolist()
+    [[0.5, 0.0], [0.0, 1.5]]
+    >>> state.inner_state[0].trace["Dense_0"]["kernel"].tolist()
+    [[1.0, 0.0], [0.0, 1.0]]
+
+  References:
+    Frankle & Carbin, "The Lottery Ticket Hypothesis", ICLR 2019 (masked
+    training); open_lth ``pruning/pruned_model.py`` (mask re-applied around
+    every step).
+  """
+  inner = optax.with_extra_args_support(inner)
+
+  def init_fn(params):
+    return MaskedState(inner_state=inner.init(params))
+
+  def update_fn(updates, state, params=None, *, mask, **extra_args):
+    updates = _masks.apply_mask(updates, mask)
+    updates, inner_state = inner.update(updates, state.inner_state, params,
+                                        **extra_args)
+    updates = _masks.apply_mask(updates, mask)
+    inner_state = _zero_pruned_state(inner, inner_state, mask, updates)
+    return updates, MaskedState(inner_state=inner_state)
+
+  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+

@@ -1,0 +1,303 @@
+"""Mask algebra: create, apply, combine, count and summarize masks.
+
+A *mask* is a pytree with the structure of the params. Each prunable leaf
+holds a ``bool`` array of the leaf's shape (``True`` = the weight is kept,
+``False`` = it is pruned); every other leaf holds ``None``. ``None`` is an
+empty subtree for JAX, so every function here maps over the mask with
+``is_leaf=lambda x: x is None`` and treats ``None`` as "not masked". A mask
+never changes shape, so a jitted step that takes it as an argument never
+retraces when its values change.
+
+Leaves are named by their path joined with ``/``, e.g. ``"Dense_0/kernel"``
+(see :func:`leaf_name`); these names are what :func:`summarize` reports and
+what per-layer rate dictionaries in :mod:`sparsity` are keyed by.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PyTree = Any
+Mask = Any  # A pytree of bool arrays and None, shaped like the params.
+Prunable = Callable[[tuple[str, ...], Any], bool]
+
+
+def is_none(x: Any) -> bool:
+  """``is_leaf`` predicate that keeps ``None`` mask leaves visible to maps."""
+  return x is None
+
+
+def _key_str(key: Any) -> str:
+  """One entry of a JAX key path as a plain string."""
+  for attr in ("key", "name", "idx"):
+    if hasattr(key, attr):
+      return str(getattr(key, attr))
+  return str(key)
+
+
+def path_tuple(key_path: Sequence[Any]) -> tuple[str, ...]:
+  """A JAX key path (``DictKey``, ``GetAttrKey``, ...) as a tuple of str."""
+  return tuple(_key_str(k) for k in key_path)
+
+
+def leaf_name(path: Iterable[Any]) -> str:
+  """The ``/``-joined name of a leaf, e.g. ``"Dense_0/kernel"``.
+
+  Args:
+    path: a tuple of str keys, or a JAX key path (as given by
+      ``jax.tree_util.tree_flatten_with_path``).
+
+  Returns:
+    The keys joined by ``/``.
+
+  Example:
+    >>> import sparsity
+    >>> sparsity.leaf_name(("Conv_0", "kernel"))
+    'Conv_0/kernel'
+  """
+  return "/".join(_key_str(k) for k in path)
+
+
+def masked_leaves(mask: Mask, tree: PyTree | None = None) -> list[tuple]:
+  """``(name, mask_leaf[, tree_leaf])`` for every non-``None`` mask leaf.
+
+  The order is JAX's flattening order (sorted dict keys), which is the order
+  used everywhere in :mod:`sparsity` (summaries, global tie-breaking).
+
+  Args:
+    mask: a mask.
+    tree: optionally a pytree with the structure of the params (e.g. the
+      params themselves); its leaf at each masked position is returned too.
+
+  Returns:
+    A list of ``(name, mask_leaf)`` or ``(name, mask_leaf, tree_leaf)``.
+  """
+  flat, treedef = jax.tree_util.tree_flatten_with_path(mask, is_leaf=is_none)
+  if tree is None:
+    return [(leaf_name(p), m) for p, m in flat if m is not None]
+  others = treedef.flatten_up_to(tree)
+  return [(leaf_name(p), m, x) for (p, m), x in zip(flat, others)
+          if m is not None]
+
+
+def default_prunable(path: tuple[str, ...], leaf: Any) -> bool:
+  """Whether a parameter is pruned by default: Dense and Conv kernels.
+
+  A leaf is prunable when its name (the last key of ``path``) is ``kernel``
+  and it has at least 2 dimensions: Flax ``Dense`` kernels ``(in, out)`` and
+  ``Conv`` kernels ``(kh, kw, in, out)``. Biases and BatchNorm scales are
+  not pruned, as in the lottery-ticket literature (LeNet-300-100 has
+  784*300 + 300*100 + 100*10 = 266,200 prunable weights).
+
+  Args:
+    path: the leaf's path, a tuple of str keys, e.g. ``("Dense_0",
+      "kernel")``.
+    leaf: the parameter (an array or anything with a ``shape``).
+
+  Returns:
+    True if the leaf should get a mask.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> sparsity.default_prunable(("Dense_0", "kernel"), jnp.zeros((3, 4)))
+    True
+    >>> sparsity.default_prunable(("Dense_0", "bias"), jnp.zeros((4,)))
+    False
+
+  References:
+    Frankle & Carbin, "The Lottery Ticket Hypothesis", ICLR 2019.
+  """
+  return bool(path) and path[-1] == "kernel" and len(np.shape(leaf)) >= 2
+
+
+def create_mask(params: PyTree,
+                prunable: Prunable = default_prunable) -> Mask:
+  """A mask that keeps every weight: all ``True`` on prunable leaves.
+
+  Args:
+    params: the parameter pytree (a nested dict for Flax Linen).
+    prunable: ``prunable(path, leaf) -> bool`` with ``path`` a tuple of str
+      keys; defaults to :func:`default_prunable`.
+
+  Returns:
+    A mask: ``jnp.ones(leaf.shape, bool)`` on prunable leaves, ``None``
+    elsewhere.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> params = {"Dense_0": {"kernel": jnp.ones((2, 3)),
+    ...                       "bias": jnp.ones((3,))}}
+    >>> mask = sparsity.create_mask(params)
+    >>> mask["Dense_0"]["kernel"].dtype, mask["Dense_0"]["bias"]
+    (dtype('bool'), None)
+  """
+  def make(key_path, leaf):
+    if prunable(path_tuple(key_path), leaf):
+      return jnp.ones(np.shape(leaf), dtype=jnp.bool_)
+    return None
+  return jax.tree_util.tree_map_with_path(make, params)
+
+
+def apply_mask(params: PyTree, mask: Mask) -> PyTree:
+  """Zeroes pruned entries: ``w * m`` on masked leaves.
+
+  .. math:: \\theta' = \\theta \\odot m
+
+  Implemented with ``jnp.where`` so the dtype of every leaf is preserved
+  (and a non-finite pruned value still becomes 0). Leaves whose mask is
+  ``None`` are returned untouched. Works under ``jit`` and on any tree with
+  the params' structure (gradients, updates).
+
+  Args:
+    params: a pytree with the structure of the params.
+    mask: a mask for it.
+
+  Returns:
+    The masked pytree.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> p = {"d": {"kernel": jnp.array([[1., -2.], [3., 4.]])}}
+    >>> m = {"d": {"kernel": jnp.array([[True, False], [True, True]])}}
+    >>> sparsity.apply_mask(p, m)["d"]["kernel"].tolist()
+    [[1.0, 0.0], [3.0, 4.0]]
+  """
+  def one(m, p):
+    if m is None:
+      return p
+    return jnp.where(m, p, jnp.zeros((), dtype=jnp.result_type(p)))
+  return jax.tree.map(one, mask, params, is_leaf=is_none)
+
+
+def combine_masks(a: Mask, b: Mask) -> Mask:
+  """Logical AND of two masks (a weight survives if both keep it).
+
+  ``None`` means "not masked", i.e. keep everything: ``None AND None`` is
+  ``None`` and ``None AND m`` is ``m``.
+
+  Args:
+    a: a mask.
+    b: a mask of the same params.
+
+  Returns:
+    The combined mask.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> a = {"k": jnp.array([True, True, False]), "b": None}
+    >>> b = {"k": jnp.array([True, False, True]), "b": None}
+    >>> c = sparsity.combine_masks(a, b)
+    >>> c["k"].tolist(), c["b"]
+    ([True, False, False], None)
+  """
+  def one(x, y):
+    if x is None:
+      return y
+    if y is None:
+      return x
+    return jnp.logical_and(x, y)
+  return jax.tree.map(one, a, b, is_leaf=is_none)
+
+
+def count(mask: Mask) -> tuple[int, int]:
+  """Numbers of remaining and total weights over the masked leaves.
+
+  Args:
+    mask: a mask.
+
+  Returns:
+    ``(remaining, total)`` as Python ints (this synchronises with the
+    device), summed over the non-``None`` leaves.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> sparsity.count({"k": jnp.array([True, False, True]), "b": None})
+    (2, 3)
+  """
+  leaves = [m for _, m in masked_leaves(mask)]
+  sums = jax.device_get([jnp.sum(m, dtype=jnp.int32) for m in leaves])
+  return int(sum(int(s) for s in sums)), int(sum(int(np.size(m))
+                                                 for m in leaves))
+
+
+def remaining_fraction(mask: Mask) -> float:
+  """Fraction of masked weights that remain, ``||m||_0 / |m|``.
+
+  After ``n`` rounds of pruning a fraction ``p`` of the survivors this is
+  ``(1 - p) ** n``. A mask with no masked leaves gives 1.0.
+
+  Args:
+    mask: a mask.
+
+  Returns:
+    remaining / total over the masked leaves, as a Python float.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> mask = {"k": jnp.array([True, False, True, False]), "b": None}
+    >>> sparsity.remaining_fraction(mask)
+    0.5
+  """
+  remaining, total = count(mask)
+  return remaining / total if total else 1.0
+
+
+def summarize(mask: Mask) -> list[dict[str, Any]]:
+  """Per-leaf sizes and remaining counts, one row per masked leaf.
+
+  Args:
+    mask: a mask.
+
+  Returns:
+    A list, in flattening order, of dicts ``{"name": "Dense_0/kernel",
+    "size": int, "remaining": int}``; format it with
+    :func:`format_summary_table`.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> sparsity.summarize({"Dense_0": {"kernel": jnp.array([[True, False]]),
+    ...                                 "bias": None}})
+    [{'name': 'Dense_0/kernel', 'size': 2, 'remaining': 1}]
+  """
+  named = masked_leaves(mask)
+  sums = jax.device_get([jnp.sum(m, dtype=jnp.int32) for _, m in named])
+  return [{"name": name, "size": int(np.size(m)), "remaining": int(s)}
+          for (name, m), s in zip(named, sums)]
+
+
+def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
+  """A plain-text table of :func:`summarize` rows with a total row.
+
+  Args:
+    rows: dicts with keys ``name``, ``size`` and ``remaining``.
+
+  Returns:
+    The table as one string: one line per row with the remaining percentage,
+    then a ``total`` line.
+
+  Example:
+    >>> import sparsity
+    >>> print(sparsity.format_summary_table(
+    ...     [{"name": "Dense_0/kernel", "size": 8, "remaining": 2}]))
+    layer           size  remaining  remaining %
+    Dense_0/kernel     8          2        25.00
+    total              8          2        25.00
+  """
+  total_size = sum(int(r["size"]) for r in rows)
+  total_rem = sum(int(r["remaining"]) for r in rows)
+  body = [(str(r["name"]), int(r["size"]), int(r["remaining"])) for r in rows]
+  body.append(("total", total_size, total_rem))
+  name_w = max(len("layer"), *(len(n) for n, _, _ in body))
+  size_w = max(len("size"), *(len(str(s)) for _, s, _ in body))
+  rem_w = max(len("remaining"), *(len(str(r)) for _, _, r in body))
+  def pct(r, s):
+    return f"{100.0 * r / s:.2f}" if s else "-"
+  lines = [f"{'layer':<{name_w}}  {'size':>{size_w}}  "
+           f"{'remaining':>{rem_w}}  {'remaining %':>11}"]
+  for name, size, rem in body:
+    lines.append(f"{name:<{name_w}}  {size:>{size_w}}  {rem:>{rem_w}}  "
+                 f"{pct(rem, size):>11}")
+  return "\n".join(lines)

@@ -1,0 +1,234 @@
+"""The conformance registry: every per-step transform joins ``TRANSFORMS``.
+
+``tests/test_conformance.py`` runs one parameterized suite over this
+registry. For every entry it checks that
+
+1. a jitted step does not retrace when the mask values change;
+2. the state's tree structure, shapes and dtypes are stable across updates
+   (also with a bfloat16 parameter);
+3. a data-parallel step over a ``jax.sharding.Mesh`` of 4 forced CPU devices
+   (batch on ``'data'``, params replicated) gives the 1-device result;
+4. ``(params, state)`` round-trip through an orbax checkpoint;
+5. for ``sparse=True`` entries, the invariant: with params zero at pruned
+   positions, after every one of 1000 steps with random gradients under
+   SGD, momentum, Nesterov, Adam and AdamW (weight decay 1e-2), every pruned
+   weight and every parameter-shaped state leaf is exactly 0 at pruned
+   positions, also after the mask is changed (pruned further) half-way.
+
+How to register a new transform
+-------------------------------
+Append a :class:`Transform` to ``TRANSFORMS`` at the bottom of this file
+(here, not from another module, so the 4-device subprocess sees it too)::
+
+    Transform(
+        name="my_transform",                      # test id
+        make=lambda inner: mypkg.my_transform(inner, some_option=1.0),
+        sparse=True,                              # keeps pruned weights at 0
+        extra_args=lambda mask: {"mask": mask},   # kwargs of update()
+    )
+
+``make(inner)`` receives an optax optimizer and must return a
+``GradientTransformationExtraArgs`` (a transform that is not a wrapper can
+chain itself with ``inner``: ``lambda inner: optax.chain(mine(), inner)``).
+``extra_args(mask)`` builds the keyword arguments of every ``update`` call
+from the current mask (return ``{}`` if the transform takes none). Optional
+fields: ``current_mask(state, mask)`` when the transform keeps its own mask
+in its state (the invariant is checked against that mask), and
+``exempt_state(path)`` for parameter-shaped state leaves that may be
+non-zero at pruned positions by design (e.g. scores), named by their
+``jax.tree_util.keystr`` path.
+
+The test model is a 3-layer MLP whose kernels have pairwise different
+shapes, so a state leaf "corresponds to" a masked kernel exactly when it
+has that kernel's shape; the invariant check needs nothing else from the
+transform.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import sparsity
+
+
+@dataclasses.dataclass(frozen=True)
+class Transform:
+  """One registry entry (see the module docstring)."""
+  name: str
+  make: Callable[[optax.GradientTransformation],
+                 optax.GradientTransformationExtraArgs]
+  sparse: bool
+  extra_args: Callable[[Any], dict] = lambda mask: {"mask": mask}
+  current_mask: Callable[[Any, Any], Any] = lambda state, mask: mask
+  exempt_state: Callable[[str], bool] = lambda path: False
+
+
+# Inner optimizers of the invariant check.
+INNER_OPTIMIZERS: dict[str, Callable[[], optax.GradientTransformation]] = {
+    "sgd": lambda: optax.sgd(0.05),
+    "momentum": lambda: optax.sgd(0.05, momentum=0.9),
+    "nesterov": lambda: optax.sgd(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: optax.adam(1e-2),
+    "adamw": lambda: optax.adamw(1e-2, weight_decay=1e-2),
+}
+
+# Kernel shapes (6, 16), (16, 12), (12, 4): pairwise different.
+MLP_SIZES = (6, 16, 12, 4)
+
+
+# ---------------------------------------------------------------------------
+# Test model and masks
+# ---------------------------------------------------------------------------
+
+def mlp_params(key: jax.Array, sizes=MLP_SIZES, dtype=jnp.float32,
+               bf16_last: bool = False) -> dict:
+  """Flax-style params of an MLP: {"Dense_i": {"kernel", "bias"}}."""
+  params = {}
+  for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+    last = i == len(sizes) - 2
+    dt = jnp.bfloat16 if (bf16_last and last) else dtype
+    params[f"Dense_{i}"] = {
+        "kernel": (jax.random.normal(k1, (n_in, n_out)) / np.sqrt(n_in)
+                   ).astype(dt),
+        "bias": (0.1 * jax.random.normal(k2, (n_out,))).astype(dt),
+    }
+  return params
+
+
+def mlp_apply(params: dict, x: jax.Array) -> jax.Array:
+  n = len(params)
+  for i in range(n):
+    layer = params[f"Dense_{i}"]
+    x = x @ layer["kernel"].astype(x.dtype) + layer["bias"].astype(x.dtype)
+    if i < n - 1:
+      x = jnp.tanh(x)
+  return x
+
+
+def random_mask(key: jax.Array, params: dict, keep: float) -> Any:
+  """A mask keeping each prunable weight with probability ``keep``."""
+  mask = sparsity.create_mask(params)
+  leaves, treedef = jax.tree.flatten(mask, is_leaf=lambda x: x is None)
+  out = [None if m is None else
+         jax.random.bernoulli(jax.random.fold_in(key, i), keep, m.shape)
+         for i, m in enumerate(leaves)]
+  return jax.tree.unflatten(treedef, out)
+
+
+def pruned_state_violations(state: Any, mask: Any,
+                            exempt: Callable[[str], bool]) -> tuple:
+  """(number of checked leaves, number of non-zeros at pruned positions).
+
+  A state leaf is checked when its shape is that of a masked leaf (the test
+  MLP's kernels have distinct shapes). Jittable.
+  """
+  by_shape = {tuple(m.shape): m for _, m in sparsity.masked_leaves(mask)}
+  checked, bad = 0, jnp.int32(0)
+  for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
+    m = by_shape.get(tuple(getattr(leaf, "shape", ())))
+    if m is None or exempt(jax.tree_util.keystr(path)):
+      continue
+    checked += 1
+    bad += jnp.sum(jnp.logical_and(~m, leaf != 0), dtype=jnp.int32)
+  return checked, bad
+
+
+def pruned_param_violations(params: Any, mask: Any) -> jax.Array:
+  bad = jnp.int32(0)
+  for _, m, w in sparsity.masked_leaves(mask, params):
+    bad += jnp.sum(jnp.logical_and(~m, w != 0), dtype=jnp.int32)
+  return bad
+
+
+# ---------------------------------------------------------------------------
+# Data-parallel run (1 device in the test process, 4 in a subprocess)
+# ---------------------------------------------------------------------------
+
+DP_STEPS = 5
+DP_BATCH = 16
+
+
+def data_parallel_run(entry: Transform, n_devices: int) -> dict:
+  """Params after ``DP_STEPS`` Adam steps, batch sharded over n devices."""
+  from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+  devices = jax.devices()[:n_devices]
+  assert len(devices) == n_devices, (len(devices), n_devices)
+  mesh = Mesh(np.array(devices), ("data",))
+  replicated = NamedSharding(mesh, P())
+  batch_sharded = NamedSharding(mesh, P("data"))
+
+  key = jax.random.key(0)
+  params = mlp_params(key)
+  mask = random_mask(jax.random.fold_in(key, 1), params, keep=0.4)
+  params = sparsity.apply_mask(params, mask)
+  tx = entry.make(optax.adam(1e-2))
+  state = tx.init(params)
+  params, state, mask = jax.device_put((params, state, mask), replicated)
+
+  def loss_fn(p, x, y):
+    return jnp.mean((mlp_apply(p, x) - y) ** 2)
+
+  @jax.jit
+  def step(p, s, m, x, y):
+    g = jax.grad(loss_fn)(p, x, y)
+    u, s = tx.update(g, s, p, **entry.extra_args(m))
+    return optax.apply_updates(p, u), s
+
+  for i in range(DP_STEPS):
+    kx, ky = jax.random.split(jax.random.fold_in(key, 100 + i))
+    x = jax.device_put(jax.random.normal(kx, (DP_BATCH, MLP_SIZES[0])),
+                       batch_sharded)
+    y = jax.device_put(jax.random.normal(ky, (DP_BATCH, MLP_SIZES[-1])),
+                       batch_sharded)
+    params, state = step(params, state, mask, x, y)
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  return {jax.tree_util.keystr(p): np.asarray(v).tolist() for p, v in flat}
+
+
+def run_data_parallel_subprocess(n_devices: int = 4, timeout: float = 300
+                                 ) -> dict:
+  """All registered entries' data-parallel results from one subprocess."""
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  root = os.path.dirname(tests_dir)
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = " ".join(
+      [f for f in env.get("XLA_FLAGS", "").split()
+       if not f.startswith("--xla_force_host_platform_device_count")]
+      + [f"--xla_force_host_platform_device_count={n_devices}"])
+  env["JAX_PLATFORMS"] = "cpu"
+  env["PYTHONPATH"] = os.pathsep.join(
+      [tests_dir, root] + [p for p in [env.get("PYTHONPATH")] if p])
+  code = ("import sys, json, conformance; "
+          f"json.dump(conformance._device_main({n_devices}), sys.stdout)")
+  proc = subprocess.run([sys.executable, "-c", code], env=env,
+                        capture_output=True, text=True, timeout=timeout,
+                        check=False)
+  if proc.returncode != 0:
+    raise RuntimeError(f"device subprocess failed:\n{proc.stderr[-4000:]}")
+  return json.loads(proc.stdout)
+
+
+def _device_main(n_devices: int) -> dict:
+  assert jax.device_count() == n_devices, jax.devices()
+  return {t.name: data_parallel_run(t, n_devices) for t in TRANSFORMS}
+
+
+# ---------------------------------------------------------------------------
+# The registry
+# ---------------------------------------------------------------------------
+
+TRANSFORMS: list[Transform] = [
+    Transform(name="masked", make=sparsity.masked, sparse=True,
+              extra_args=lambda mask: {"mask": mask}),
+]
