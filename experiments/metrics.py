@@ -81,11 +81,15 @@ class Progress:
     self._total = total_steps
     self._last_step, self._last_time = start_step, time.perf_counter()
 
-  def line(self, step: int, loss: float) -> str:
+  def update(self, step: int) -> tuple[float, float]:
+    """(steps/s since the previous call, ETA in seconds)."""
     now = time.perf_counter()
     rate = (step - self._last_step) / max(now - self._last_time, 1e-9)
     self._last_step, self._last_time = step, now
     eta = (self._total - step) / rate if rate > 0 else float("inf")
+    return rate, eta
+
+  def line(self, step: int, loss: float, rate: float, eta: float) -> str:
     eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta < 1e7 else "?"
     return (f"step {step:>7d}/{self._total}  loss {loss:.4f}  "
             f"{rate:8.1f} steps/s  ETA {eta_s}")
