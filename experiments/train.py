@@ -195,8 +195,14 @@ class Run(NamedTuple):
 
 def build(config) -> Run:
   """Dataset, model, optimizer and state initialiser of a config."""
-  ds = data_lib.get_dataset(config.dataset, data_dir=config.data_dir or None,
-                            seed=config.seed)
+  kwargs = dict(config.get("dataset_kwargs") or {})
+  try:
+    ds = data_lib.get_dataset(config.dataset,
+                              data_dir=config.data_dir or None,
+                              seed=config.seed, **kwargs)
+  except (TypeError, ValueError) as e:
+    raise config_check.ConfigError(
+        f"config.dataset_kwargs {kwargs}: {e}") from e
   model = models_lib.get_model(config.model, ds.num_classes,
                                **config.model_kwargs.to_dict())
   inner = optimizers.make_optimizer(config)

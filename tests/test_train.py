@@ -132,3 +132,39 @@ def test_bad_config_names_the_field(tmp_path, field, value):
   with pytest.raises(config_check.ConfigError, match=field.split(".")[-1]):
     train.train_and_evaluate(config, str(tmp_path / "bad"))
   assert not os.path.exists(tmp_path / "bad")
+
+
+def test_batchnorm_resnet_with_global_pruning_on_synthetic(tmp_path):
+  config = small_config(**{
+      "model": "resnet20", "dataset": "synthetic", "optimizer": "momentum",
+      "learning_rate": 0.05, "batch_size": 32, "num_steps": 20,
+      "log_every": 10, "eval_every": 10, "checkpoint_every": 10,
+      "pruning.schedule": "oneshot", "pruning.scope": "global",
+      "pruning.begin_step": 10, "model_kwargs": {}})
+  config.dataset_kwargs = {"input_shape": (8, 8, 3), "num_train": 256,
+                           "num_validation": 64, "num_test": 64}
+  summary = train.train_and_evaluate(config, str(tmp_path))
+  assert summary["final"]["remaining_fraction"] == pytest.approx(0.2,
+                                                                 abs=1e-3)
+  assert np.isfinite(summary["final"]["test_loss"])
+  state = train.load_state(config, str(tmp_path))
+  stats = jax.tree.leaves(state.batch_stats)
+  assert stats and any(np.any(np.asarray(s) != 0) for s in stats)
+  # Global pruning: layers end at different sparsities.
+  fractions = {r["remaining"] / r["size"] for r in summary["layers"]}
+  assert len(fractions) > 1
+
+
+def test_tfds_mnist_under_mock_data(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  config = small_config(**{"dataset": "mnist", "data_dir": str(tmp_path),
+                           "batch_size": 16, "num_steps": 20,
+                           "log_every": 10, "eval_every": 10,
+                           "checkpoint_every": 10, "pruning.method": "none"})
+  config.dataset_kwargs = {"num_validation": 16}
+  with tfds.testing.mock_data(num_examples=64,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert summary["dataset"] == "mnist"
+  assert summary["layers"][0]["size"] == 784 * 64
+  assert 0.0 <= summary["final"]["test_accuracy"] <= 1.0

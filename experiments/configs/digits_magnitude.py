@@ -19,6 +19,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.dataset = "digits"
   config.data_dir = ""  # only for TFDS datasets (see launch.prepare_data)
+  config.dataset_kwargs = ml_collections.ConfigDict()  # e.g. synthetic shape
   config.model = "mlp"
   config.model_kwargs = ml_collections.ConfigDict({"hidden": (300, 100)})
   config.seed = 0
