@@ -1,0 +1,47 @@
+"""Lottery tickets: the pure functions of iterative magnitude pruning (IMP).
+
+IMP trains, prunes a fraction of the surviving weights, resets the rest and
+trains again. This package holds the event functions between the jitted
+training phases; the driver over levels and the trainer live elsewhere.
+
+* Levels: :func:`prune_level` (per-layer or global rate of surviving
+  weights), the ladders :func:`remaining_after`, :func:`oneshot_rate`,
+  :func:`layered_remaining`, :func:`lenet_ladder`.
+* Resets: :func:`reset` (``"init"``, ``"rewind"``, ``"lr_rewind"``,
+  ``"finetune"`` -> starting params and schedule step),
+  :func:`reset_opt_state`, :func:`mask_opt_state`; :data:`MODES`.
+* Controls: :func:`random_reinit`, :func:`random_prune`.
+* Linear mode connectivity: :func:`interpolate`, :func:`instability`.
+
+This package imports nothing from ``experiments`` or ``launch``.
+"""
+
+from lottery._controls import random_prune
+from lottery._controls import random_reinit
+from lottery._instability import instability
+from lottery._instability import interpolate
+from lottery._levels import layered_remaining
+from lottery._levels import lenet_ladder
+from lottery._levels import oneshot_rate
+from lottery._levels import prune_level
+from lottery._levels import remaining_after
+from lottery._reset import mask_opt_state
+from lottery._reset import MODES
+from lottery._reset import reset
+from lottery._reset import reset_opt_state
+
+__all__ = (
+    "MODES",
+    "instability",
+    "interpolate",
+    "layered_remaining",
+    "lenet_ladder",
+    "mask_opt_state",
+    "oneshot_rate",
+    "prune_level",
+    "random_prune",
+    "random_reinit",
+    "remaining_after",
+    "reset",
+    "reset_opt_state",
+)
