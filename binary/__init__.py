@@ -1,0 +1,62 @@
+"""Binary networks: STE quantizers, binary Flax layers, BinaryConnect tools.
+
+* Quantizers (``jax.custom_vjp``; forward binary, ``sign(0) = +1``;
+  backward a straight-through estimator with an inclusive window):
+  :func:`ste_sign`, :func:`approx_sign`, :func:`swish_sign`,
+  :func:`magnitude_aware_sign`, :func:`ste_heaviside`,
+  :func:`stochastic_sign`; by name: :data:`QUANTIZERS`,
+  :func:`get_quantizer`.
+* Layers (latent real ``kernel`` params, binary view in the forward pass,
+  pruned zeros stay 0): :class:`BinaryDense`, :class:`BinaryConv`,
+  :func:`binary_kernel`, :func:`uniform_init`.
+* BinaryConnect per-step transforms (chain after any optax optimizer):
+  :func:`scale_by_glorot` (per-layer LR), :func:`clip_params` (weights in
+  ``[-H, H]``, chained last); and :func:`glorot_lr_scale`,
+  :func:`hard_sigmoid`, :func:`squared_hinge_loss`.
+
+This package imports nothing from ``experiments`` or ``launch``.
+"""
+
+from binary._binaryconnect import clip_params
+from binary._binaryconnect import ClipParamsState
+from binary._binaryconnect import glorot_lr_scale
+from binary._binaryconnect import hard_sigmoid
+from binary._binaryconnect import scale_by_glorot
+from binary._binaryconnect import ScaleByGlorotState
+from binary._binaryconnect import squared_hinge_loss
+from binary._layers import binary_kernel
+from binary._layers import BinaryConv
+from binary._layers import BinaryDense
+from binary._layers import uniform_init
+from binary._quantizers import approx_sign
+from binary._quantizers import get_quantizer
+from binary._quantizers import identity
+from binary._quantizers import magnitude_aware_sign
+from binary._quantizers import QUANTIZERS
+from binary._quantizers import ste_heaviside
+from binary._quantizers import ste_sign
+from binary._quantizers import stochastic_sign
+from binary._quantizers import swish_sign
+
+__all__ = (
+    "BinaryConv",
+    "BinaryDense",
+    "ClipParamsState",
+    "QUANTIZERS",
+    "ScaleByGlorotState",
+    "approx_sign",
+    "binary_kernel",
+    "clip_params",
+    "get_quantizer",
+    "glorot_lr_scale",
+    "hard_sigmoid",
+    "identity",
+    "magnitude_aware_sign",
+    "scale_by_glorot",
+    "squared_hinge_loss",
+    "ste_heaviside",
+    "ste_sign",
+    "stochastic_sign",
+    "swish_sign",
+    "uniform_init",
+)

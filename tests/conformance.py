@@ -232,3 +232,19 @@ TRANSFORMS: list[Transform] = [
     Transform(name="masked", make=sparsity.masked, sparse=True,
               extra_args=lambda mask: {"mask": mask}),
 ]
+
+# binary/: the BinaryConnect per-step transforms, chained after the masked
+# optimizer, so that the pruned-stays-zero invariant is checked through them.
+import binary  # pylint: disable=wrong-import-position,g-import-not-at-top
+
+TRANSFORMS += [
+    Transform(name="binary.scale_by_glorot",
+              make=lambda inner: optax.chain(sparsity.masked(inner),
+                                             binary.scale_by_glorot()),
+              sparse=True, extra_args=lambda mask: {"mask": mask}),
+    Transform(name="binary.clip_params",
+              make=lambda inner: optax.chain(sparsity.masked(inner),
+                                             binary.scale_by_glorot(),
+                                             binary.clip_params(1.0)),
+              sparse=True, extra_args=lambda mask: {"mask": mask}),
+]
