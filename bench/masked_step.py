@@ -12,8 +12,6 @@ batch 32, SGD momentum).
 import sys
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 import optax
 
 from bench._timing import interleaved_medians

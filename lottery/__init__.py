@@ -25,7 +25,7 @@ from lottery._levels import lenet_ladder
 from lottery._levels import oneshot_rate
 from lottery._levels import prune_level
 from lottery._levels import remaining_after
-from lottery._reset import mask_opt_state
+from sparsity import mask_opt_state  # re-exported: used with resets
 from lottery._reset import MODES
 from lottery._reset import reset
 from lottery._reset import reset_opt_state

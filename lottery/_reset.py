@@ -18,9 +18,6 @@ schedule and the number of steps.
 
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-
 import sparsity
 
 PyTree = Any
@@ -109,61 +106,13 @@ def reset(mode: str, *, mask: Mask, init_params: PyTree,
   return sparsity.apply_mask(final_params, mask), 0  # finetune
 
 
-def _mask_like(leaf: Any, mask_leaf: Any) -> Any:
-  """``leaf`` with pruned positions zeroed, if it has the mask's shape."""
-  if mask_leaf is None or not hasattr(leaf, "shape"):
-    return leaf
-  if tuple(leaf.shape) != tuple(mask_leaf.shape):
-    return leaf  # e.g. factored second-moment statistics
-  return jnp.where(mask_leaf, leaf, jnp.zeros((), dtype=jnp.result_type(leaf)))
-
-
-def mask_opt_state(opt_state: Any, mask: Mask) -> Any:
-  """Zeroes pruned positions in every parameter-shaped part of a state.
-
-  Every subtree of ``opt_state`` with the structure of the params (the
-  mask's structure, ``None`` leaves included: momentum traces, Adam's
-  ``mu`` and ``nu``, ...) is multiplied by the mask; everything else (step
-  counts, scalars) is kept:
-
-  .. math:: s' = s \\odot m
-
-  Args:
-    opt_state: an optax state (any nesting of NamedTuples and tuples).
-    mask: the mask.
-
-  Returns:
-    The masked state, same structure and dtypes.
-
-  Example:
-    >>> import jax.numpy as jnp, optax, lottery
-    >>> state = (optax.TraceState(trace={"k": jnp.array([3., 4.])}),
-    ...          optax.EmptyState())
-    >>> masked = lottery.mask_opt_state(state, {"k": jnp.array([True, False])})
-    >>> masked[0].trace["k"].tolist()
-    [3.0, 0.0]
-  """
-  params_def = jax.tree.structure(mask, is_leaf=lambda x: x is None)
-
-  def is_params_tree(x):
-    return x is not None and jax.tree.structure(x) == params_def
-
-  def one(x):
-    if is_params_tree(x):
-      return jax.tree.map(lambda m, leaf: _mask_like(leaf, m), mask, x,
-                          is_leaf=lambda m: m is None)
-    return x
-
-  return jax.tree.map(one, opt_state, is_leaf=is_params_tree)
-
-
 def reset_opt_state(mode: str, *, mask: Mask,
                     rewind_opt_state: Any | None = None) -> Any | None:
   """The optimizer state that the next IMP level starts from.
 
   ``"rewind"`` restores the state saved at step ``k`` (momentum, Adam
   moments), masked so that pruned weights carry no stale moments
-  (:func:`mask_opt_state`). Every other mode, and ``"rewind"`` without a
+  (:func:`sparsity.mask_opt_state`). Every other mode, and ``"rewind"`` without a
   saved state (as in open_lth, which builds a new optimizer each level),
   returns ``None``: the trainer starts from ``tx.init(params)``.
 
@@ -190,4 +139,4 @@ def reset_opt_state(mode: str, *, mask: Mask,
   _check_mode(mode)
   if mode != "rewind" or rewind_opt_state is None:
     return None
-  return mask_opt_state(rewind_opt_state, mask)
+  return sparsity.mask_opt_state(rewind_opt_state, mask)

@@ -24,6 +24,7 @@ from sparsity._magnitude import prune_layerwise_to
 from sparsity._magnitude import random_mask_like
 from sparsity._magnitude import remove_smallest
 from sparsity._magnitude import resolve_rate
+from sparsity._masked import mask_opt_state
 from sparsity._masked import masked
 from sparsity._masked import MaskedState
 from sparsity._masks import apply_mask
@@ -48,6 +49,7 @@ __all__ = (
     "default_prunable",
     "format_summary_table",
     "leaf_name",
+    "mask_opt_state",
     "masked",
     "masked_leaves",
     "polynomial_sparsity",

@@ -35,15 +35,48 @@ def _zero_pruned_state(inner, state, mask, updates):
         inner, _zero_pruned, state, mask, is_leaf=_is_state_leaf)
   except Exception:  # pylint: disable=broad-except
     # An init that cannot run on optax's placeholder (e.g. optax.lbfgs reads
-    # a leaf's dtype): fall back to the subtrees shaped like the updates.
-    params_def = jax.tree.structure(updates)
-    def is_params_tree(x):
-      return jax.tree.structure(x) == params_def
-    def zero(x):
-      if is_params_tree(x):
-        return jax.tree.map(_zero_pruned, x, mask)
-      return x
-    return jax.tree.map(zero, state, is_leaf=is_params_tree)
+    # a leaf's dtype): fall back to the subtrees shaped like the params.
+    del updates  # unused
+    return mask_opt_state(state, mask)
+
+
+def mask_opt_state(opt_state: Any, mask: Any) -> Any:
+  """Zeroes pruned positions in every parameter-shaped part of a state.
+
+  Every subtree of ``opt_state`` with the structure of the params (the
+  mask's structure, ``None`` leaves included: momentum traces, Adam's
+  ``mu`` and ``nu``, ...) is multiplied by the mask; everything else (step
+  counts, scalars) is kept:
+
+  .. math:: s' = s \\odot m
+
+  Args:
+    opt_state: an optax state (any nesting of NamedTuples and tuples).
+    mask: the mask.
+
+  Returns:
+    The masked state, same structure and dtypes.
+
+  Example:
+    >>> import jax.numpy as jnp, optax, sparsity
+    >>> state = (optax.TraceState(trace={"k": jnp.array([3., 4.])}),
+    ...          optax.EmptyState())
+    >>> masked = sparsity.mask_opt_state(state, {"k": jnp.array([True, False])})
+    >>> masked[0].trace["k"].tolist()
+    [3.0, 0.0]
+  """
+  params_def = jax.tree.structure(mask, is_leaf=lambda x: x is None)
+
+  def is_params_tree(x):
+    return x is not None and jax.tree.structure(x) == params_def
+
+  def one(x):
+    if is_params_tree(x):
+      return jax.tree.map(lambda m, leaf: _zero_pruned(leaf, m), mask, x,
+                          is_leaf=lambda m: m is None)
+    return x
+
+  return jax.tree.map(one, opt_state, is_leaf=is_params_tree)
 
 
 def masked(inner: optax.GradientTransformation
