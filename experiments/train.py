@@ -308,6 +308,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   progress = metrics_lib.Progress(step, config.num_steps)
   pending: list = []         # device scalars since the last log step
   last_logged = step
+  remaining = float(sparsity.remaining_fraction(state.mask))  # per mask
   if is_main:
     print(f"Training {config.model} on {config.dataset}: steps {step}.."
           f"{config.num_steps}, {jax.device_count()} device(s), "
@@ -330,8 +331,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
     rate, eta = progress.update(step)
     row = {"train_loss": float(losses.mean()), "steps_per_sec": rate,
            "train_accuracy": float(np.mean([v["accuracy"] for v in vals])),
-           "remaining_fraction": float(
-               sparsity.remaining_fraction(state.mask))}
+           "remaining_fraction": remaining}
     writer.write(step, row)
     if is_main:
       print(progress.line(step, row["train_loss"], rate, eta), flush=True)
@@ -339,11 +339,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
 
   def prune_event(step: int) -> None:
     """Event transform between jitted steps: new mask, re-masked params."""
-    nonlocal state
+    nonlocal state, remaining
     mask = pruning.apply_pruning(state.params, state.mask, config.pruning,
                                  prune_at[step])
     state = state.replace(mask=mask,
                           params=sparsity.apply_mask(state.params, mask))
+    remaining = float(sparsity.remaining_fraction(mask))
 
   # The loop. A pruning event at step s happens after s updates, before the
   # checkpoint of step s, so a checkpoint always holds the post-event state.
