@@ -48,6 +48,9 @@ def validate(config, *, device_count: int | None = None) -> None:
     _require(config.batch_size % device_count == 0, "batch_size",
              f"{config.batch_size} is not divisible by the device count "
              f"{device_count}")
+  _validate_training_extras(config)
+  if "lottery" in config:
+    validate_lottery(config)
   p = config.pruning
   _choice(p.method, pruning.METHODS, "pruning.method")
   if p.method == "none":
@@ -69,3 +72,84 @@ def validate(config, *, device_count: int | None = None) -> None:
     _require(isinstance(p.frequency, int) and p.frequency > 0,
              "pruning.frequency", f"must be a positive integer, got "
              f"{p.frequency!r}")
+
+
+RESET_MODES = ("init", "rewind", "lr_rewind", "finetune")
+LOTTERY_CONTROLS = ("random_reinit", "random_prune")
+
+
+def _validate_training_extras(config) -> None:
+  """Optional fields of binary runs and ablations (absent = default)."""
+  if "loss" in config:
+    _choice(config.loss, ("cross_entropy", "squared_hinge"), "loss")
+  for field in ("clip_weights", "grad_clip_norm"):
+    if field in config:
+      _require(config[field] >= 0, field,
+               f"must be >= 0 (0 = off), got {config[field]!r}")
+
+
+def validate_lottery(config) -> None:
+  """The `lottery` section (called by `validate` when it is present)."""
+  lc = config.lottery
+  _require(config.pruning.method == "none", "pruning.method",
+           "must be 'none' in a lottery run (the levels prune)")
+  _require(isinstance(lc.levels, int) and not isinstance(lc.levels, bool)
+           and lc.levels >= 1, "lottery.levels",
+           f"must be an integer >= 1, got {lc.levels!r}")
+  _choice(lc.reset, RESET_MODES, "lottery.reset")
+  _require(isinstance(lc.rewind_step, int) and
+           0 <= lc.rewind_step < config.num_steps, "lottery.rewind_step",
+           f"must be in [0, num_steps={config.num_steps}), got "
+           f"{lc.rewind_step!r}")
+  _choice(lc.scope, ("layerwise", "global"), "lottery.scope")
+  if lc.scope == "layerwise":
+    for name, r in dict(lc.rates).items():
+      _require(0.0 <= r < 1.0, f"lottery.rates.{name}",
+               f"must be in [0, 1), got {r!r}")
+  else:
+    _require(0.0 < lc.global_rate < 1.0, "lottery.global_rate",
+             f"must be in (0, 1), got {lc.global_rate!r}")
+  _require(lc.finetune_lr > 0, "lottery.finetune_lr",
+           f"must be > 0, got {lc.finetune_lr!r}")
+  _choice(lc.data_order, ("fixed", "per_level"), "lottery.data_order")
+  for c in lc.controls:
+    _choice(c, LOTTERY_CONTROLS, "lottery.controls")
+  _require(isinstance(lc.control_seeds, int) and lc.control_seeds >= 1,
+           "lottery.control_seeds",
+           f"must be an integer >= 1, got {lc.control_seeds!r}")
+  for lv in lc.control_levels:
+    _require(1 <= int(lv) <= lc.levels, "lottery.control_levels",
+             f"level {lv} is not in 1..{lc.levels}")
+  for lv in lc.instability_levels:
+    _require(0 <= int(lv) <= lc.levels, "lottery.instability_levels",
+             f"level {lv} is not in 0..{lc.levels}")
+  _require(lc.instability_points >= 2, "lottery.instability_points",
+           f"must be >= 2, got {lc.instability_points!r}")
+  _choice(lc.trunk, ("train", "existing"), "lottery.trunk")
+
+
+def validate_lottery_layers(config, mask) -> None:
+  """Every rate (and global include) names a layer that exists."""
+  import sparsity  # pylint: disable=g-import-not-at-top
+  names = [n for n, *_ in sparsity.masked_leaves(mask)]
+
+  def matches(key: str) -> bool:
+    key = key.rstrip("/")
+    return any(n == key or n.startswith(key + "/") for n in names)
+
+  lc = config.lottery
+  if lc.scope == "layerwise":
+    for key in dict(lc.rates):
+      if key != "default":
+        _require(matches(key), f"lottery.rates.{key}",
+                 f"no prunable layer is named {key!r} (layers: "
+                 f"{', '.join(names)})")
+    if "default" not in dict(lc.rates):
+      unmatched = [n for n in names if not any(
+          n == k or n.startswith(k.rstrip("/") + "/") for k in dict(lc.rates))]
+      _require(not unmatched, "lottery.rates",
+               f"no rate for {', '.join(unmatched)}; add a 'default'")
+  for key in lc.global_include:
+    _require(matches(key), "lottery.global_include",
+             f"no prunable layer is named {key!r} (layers: "
+             f"{', '.join(names)})")

@@ -82,31 +82,54 @@ def _write_json(path: str, obj) -> None:
 
 
 # ------------------------------------------------------------------ steps --
-def _loss_fn(model, params, batch_stats, batch, train: bool):
+LOSSES = ("cross_entropy", "squared_hinge")
+
+
+def _losses(logits, labels, kind: str):
+  """Per-example losses: softmax cross-entropy or BinaryConnect's squared
+  hinge (per example the mean over classes, so the batch mean is the
+  paper's loss)."""
+  if kind == "squared_hinge":
+    t = 2.0 * jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype) - 1
+    return jnp.mean(jnp.square(jnp.maximum(0.0, 1.0 - t * logits)), axis=-1)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def _loss_fn(model, params, batch_stats, batch, train: bool,
+             loss: str = "cross_entropy", rng=None):
   variables = {"params": params}
   if batch_stats:
     variables["batch_stats"] = batch_stats
+  rngs = None
+  if train and rng is not None:
+    k_drop, k_quant = jax.random.split(rng)
+    rngs = {"dropout": k_drop, "quantize": k_quant}
   if train and batch_stats:
     logits, new_vars = model.apply(variables, batch["image"], train=True,
-                                   mutable=["batch_stats"])
+                                   mutable=["batch_stats"], rngs=rngs)
     batch_stats = new_vars["batch_stats"]
   else:
-    logits = model.apply(variables, batch["image"], train=train)
-  losses = optax.softmax_cross_entropy_with_integer_labels(
-      logits, batch["label"])
-  return losses, (logits, batch_stats)
+    logits = model.apply(variables, batch["image"], train=train, rngs=rngs)
+  return _losses(logits, batch["label"], loss), (logits, batch_stats)
 
 
-def make_train_step(model, tx):
-  """(state, batch) -> (state, metrics): one masked optimizer update."""
+def make_train_step(model, tx, loss: str = "cross_entropy"):
+  """(state, batch) -> (state, metrics): one masked optimizer update.
+
+  The step's randomness (dropout, stochastic binarization) is
+  ``fold_in(state.rng, state.step)``, so a resumed run draws the same keys.
+  """
 
   def train_step(state: TrainState, batch):
-    def loss(params):
-      losses, aux = _loss_fn(model, params, state.batch_stats, batch, True)
+    rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      losses, aux = _loss_fn(model, params, state.batch_stats, batch, True,
+                             loss, rng)
       return losses.mean(), aux
 
     (l, (logits, batch_stats)), grads = jax.value_and_grad(
-        loss, has_aux=True)(state.params)
+        loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                    mask=state.mask)
     params = optax.apply_updates(state.params, updates)
@@ -118,32 +141,18 @@ def make_train_step(model, tx):
   return train_step
 
 
-def make_eval_step(model):
+def make_eval_step(model, loss: str = "cross_entropy"):
   """(params, batch_stats, batch) -> sums of loss, correct and weight."""
 
   def eval_step(params, batch_stats, batch):
-    losses, (logits, _) = _loss_fn(model, params, batch_stats, batch, False)
+    losses, (logits, _) = _loss_fn(model, params, batch_stats, batch, False,
+                                   loss)
     w = batch["weight"]
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     return {"loss": jnp.sum(losses * w), "correct": jnp.sum(correct * w),
             "count": jnp.sum(w)}
 
   return eval_step
-
-
-def evaluate(eval_step, state, source, batch_size, data_sharding) -> dict:
-  """Accuracy and mean loss over a whole split (padding rows weigh 0)."""
-  totals = None
-  for batch in data_lib.eval_batches(
-      source, batch_size=batch_size, process_index=jax.process_index(),
-      process_count=jax.process_count()):
-    batch = _to_global(batch, data_sharding)
-    out = eval_step(state.params, state.batch_stats, batch)
-    totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
-  totals = jax.device_get(totals)
-  count = max(float(totals["count"]), 1.0)
-  return {"accuracy": float(totals["correct"]) / count,
-          "loss": float(totals["loss"]) / count}
 
 
 def _to_global(local_batch: dict, sharding) -> dict:
@@ -160,8 +169,11 @@ def _to_global(local_batch: dict, sharding) -> dict:
 
 
 # --------------------------------------------------------------- summary --
+def layer_rows(mask) -> list:
+  return sparsity.summarize(mask)
+
+
 def _summary(config, ds, state, test: dict) -> dict:
-  rows = sparsity.summarize(state.mask)
   return {
       "dataset": config.dataset,
       "model": config.model,
@@ -169,7 +181,7 @@ def _summary(config, ds, state, test: dict) -> dict:
                 "remaining_fraction": float(
                     sparsity.remaining_fraction(state.mask)),
                 "step": int(state.step)},
-      "layers": rows,
+      "layers": layer_rows(state.mask),
       "num_classes": ds.num_classes,
       "devices": jax.device_count(),
       "processes": jax.process_count(),
@@ -193,6 +205,21 @@ class Run(NamedTuple):
   init_state: Callable  # rng -> TrainState
 
 
+def _wrap(config, inner):
+  """The masked optimizer (the mask-ignoring plain one for dense runs)."""
+  if config.pruning.method == "none" and "lottery" not in config:
+    return optax.with_extra_args_support(inner)  # nothing is ever pruned
+  return sparsity.masked(inner)
+
+
+def make_tx(config, *, step_offset: int = 0,
+            constant_lr: float | None = None):
+  """The run's optimizer; the schedule can start at `step_offset` (lottery
+  LR rewinding) or be a constant `constant_lr` (lottery fine-tuning)."""
+  return _wrap(config, optimizers.make_optimizer(
+      config, step_offset=step_offset, constant_lr=constant_lr))
+
+
 def build(config) -> Run:
   """Dataset, model, optimizer and state initialiser of a config."""
   kwargs = dict(config.get("dataset_kwargs") or {})
@@ -203,13 +230,11 @@ def build(config) -> Run:
   except (TypeError, ValueError) as e:
     raise config_check.ConfigError(
         f"config.dataset_kwargs {kwargs}: {e}") from e
-  model = models_lib.get_model(config.model, ds.num_classes,
-                               **config.model_kwargs.to_dict())
-  inner = optimizers.make_optimizer(config)
-  if config.pruning.method == "none":  # nothing is ever pruned: skip the
-    tx = optax.with_extra_args_support(inner)  # masking work (mask ignored)
-  else:
-    tx = sparsity.masked(inner)
+  model_kwargs = config.model_kwargs.to_dict()
+  if "binarize" in config:
+    model_kwargs["binarize"] = bool(config.binarize)
+  model = models_lib.get_model(config.model, ds.num_classes, **model_kwargs)
+  tx = make_tx(config)
 
   def init_state(rng) -> TrainState:
     init_rng, state_rng = jax.random.split(rng)
@@ -225,7 +250,10 @@ def build(config) -> Run:
 
 
 def load_state(config, workdir: str) -> TrainState:
-  """The newest checkpointed TrainState of a run (on the default device)."""
+  """The newest checkpointed TrainState of a run (on the default device).
+
+  For a lottery run, `workdir` is a level's directory (`RUN/level_NN`).
+  """
   run = build(config)
   abstract = jax.eval_shape(run.init_state, jax.random.PRNGKey(config.seed))
   sharding = jax.sharding.SingleDeviceSharding(jax.devices()[0])
@@ -238,81 +266,144 @@ def load_state(config, workdir: str) -> TrainState:
   return restored[0]
 
 
-# ------------------------------------------------------------------- main --
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains, prunes and evaluates `config`; returns the summary dict.
+# ----------------------------------------------------------------- engine --
+class Engine:
+  """What every phase of a run shares: mesh, shardings, compiled steps.
 
-  Writes `<workdir>/config.json`, `metrics.jsonl`, `checkpoints/` and
-  `summary.json`. Raises `config_check.ConfigError` (bad config or a workdir
-  of another run; nothing is written) and `NonFiniteLossError` (the newest
-  good checkpoint is kept).
+  Drivers (the plain run, lottery levels and their branches) train phases
+  with :func:`train_phase` on one Engine, so a level compiles its step once
+  and a new mask never retraces.
   """
-  config_check.validate(config, device_count=jax.device_count())
-  _check_workdir(config, workdir)
+
+  def __init__(self, config, run: Run | None = None):
+    self.config = config
+    self.run = run or build(config)
+    self.model, self.dataset = self.run.model, self.run.dataset
+    self.loss = config.get("loss", "cross_entropy")
+    self.mesh = Mesh(np.asarray(jax.devices()), ("data",))
+    self.replicated = NamedSharding(self.mesh, P())
+    self.data_sharding = NamedSharding(self.mesh, P("data"))
+    self.abstract = jax.eval_shape(self.run.init_state,
+                                   jax.random.PRNGKey(config.seed))
+    self.shardings = jax.tree.map(lambda _: self.replicated, self.abstract)
+    self.eval_bs = -(-config.eval_batch_size // jax.device_count()) * (
+        jax.device_count())
+    self._train_steps: dict = {}
+    self._eval_step = jax.jit(
+        make_eval_step(self.model, self.loss),
+        in_shardings=(self.shardings.params, self.shardings.batch_stats,
+                      self.data_sharding),
+        out_shardings=self.replicated)
+
+  def init(self, rng) -> TrainState:
+    return jax.jit(self.run.init_state, out_shardings=self.shardings)(rng)
+
+  def place(self, state: TrainState) -> TrainState:
+    """A fresh copy of `state` (e.g. built by an event function, or kept by
+    a driver) replicated on the mesh; the train step may donate it."""
+    state = jax.tree.map(lambda x: np.asarray(x) if isinstance(
+        x, (bool, int, float, np.ndarray)) else x, state)
+    return jax.jit(lambda s: jax.tree.map(jnp.copy, s),
+                   out_shardings=self.shardings)(state)
+
+  def train_step(self, tx=None):
+    """The jitted, state-donating step of optimizer `tx` (default: the
+    run's); compiled once per optimizer."""
+    tx = tx or self.run.tx
+    key = id(tx)
+    if key not in self._train_steps:
+      self._train_steps[key] = (tx, jax.jit(
+          make_train_step(self.model, tx, self.loss), donate_argnums=0,
+          in_shardings=(self.shardings, self.data_sharding),
+          out_shardings=(self.shardings, self.replicated)))
+    return self._train_steps[key][1]
+
+  def evaluate(self, params, batch_stats, split: str) -> dict:
+    """Accuracy and mean loss over a whole split (padding rows weigh 0)."""
+    totals = None
+    for batch in data_lib.eval_batches(
+        self.dataset.splits[split], batch_size=self.eval_bs,
+        process_index=jax.process_index(),
+        process_count=jax.process_count()):
+      batch = _to_global(batch, self.data_sharding)
+      out = self._eval_step(params, batch_stats, batch)
+      totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
+    totals = jax.device_get(totals)
+    count = max(float(totals["count"]), 1.0)
+    return {"accuracy": float(totals["correct"]) / count,
+            "loss": float(totals["loss"]) / count}
+
+  def restore(self, workdir: str, keep: int | None = None):
+    """(manager, (state, meta) or None) for the phase in `workdir`."""
+    mngr = checkpointing.manager(
+        workdir, keep=keep or self.config.keep_checkpoints)
+    restored = checkpointing.restore_latest(
+        mngr, checkpointing.abstract_like(self.abstract, self.shardings))
+    return mngr, restored
+
+
+def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
+                *, end_step: int, data_seed: int, tx=None,
+                prune_at: dict | None = None, prune_fn: Callable | None = None,
+                eval_splits: tuple = ("validation",),
+                hooks: dict | None = None, label: str = "",
+                checkpoint_start: bool = True) -> TrainState:
+  """Trains one phase in `workdir` up to `end_step`; resumes if it can.
+
+  Restore first: the newest checkpoint in `workdir/checkpoints`, else
+  `start()` (a state at its start step), which is checkpointed at once (a
+  phase boundary). Batches are `data.train_batch(source, step, seed=
+  data_seed)`, so the data position is the step. `prune_at` maps a step to
+  the argument of `prune_fn(state, arg) -> mask` (an event after that
+  step's update; the params are re-masked and the step is checkpointed).
+  `eval_splits` are evaluated every `eval_every` steps and at the end and
+  logged as `<split>_accuracy`, `<split>_loss` (val for validation).
+  `hooks[s](state)` runs after step s (e.g. saving the rewind state).
+  `checkpoint_start=False` skips the start checkpoint when `start()` is
+  cheap and deterministic (a plain run's init) and no event happens at it.
+  """
+  config = engine.config
   is_main = jax.process_index() == 0
-  summary_path = os.path.join(workdir, "summary.json")
-
-  # Mesh: batch on 'data', state replicated.
-  mesh = Mesh(np.asarray(jax.devices()), ("data",))
-  replicated = NamedSharding(mesh, P())
-  data_sharding = NamedSharding(mesh, P("data"))
-
-  run = build(config)
-  ds, model, tx = run.dataset, run.model, run.tx
-  train_src = ds.splits["train"]
-  eval_bs = -(-config.eval_batch_size // jax.device_count()) * (
-      jax.device_count())
-  rng = jax.random.PRNGKey(config.seed)
-  abstract = jax.eval_shape(run.init_state, rng)
-  shardings = jax.tree.map(lambda _: replicated, abstract)
-
-  # Checkpoint: restore first, otherwise initialise.
+  prune_at = prune_at or {}
+  hooks = hooks or {}
   if is_main:
     os.makedirs(workdir, exist_ok=True)
-    if not os.path.exists(os.path.join(workdir, "config.json")):
-      _write_json(os.path.join(workdir, "config.json"), _config_json(config))
-  mngr = checkpointing.manager(workdir, keep=config.keep_checkpoints)
-  restored = checkpointing.restore_latest(
-      mngr, checkpointing.abstract_like(abstract, shardings))
+  mngr, restored = engine.restore(workdir)
+  train_step = engine.train_step(tx)
+  train_src = engine.dataset.splits["train"]
+
+  def checkpoint(state, step: int) -> None:
+    phase = ("prune" if prune_at and step <= max(prune_at) else "train")
+    checkpointing.save(mngr, step, state, {"data_position": step,
+                                           "phase": phase, "label": label,
+                                           "data_seed": int(data_seed)})
+
   if restored is not None:
     state, meta = restored
-    if int(state.step) >= config.num_steps and os.path.exists(summary_path):
-      with open(summary_path) as f:
-        summary = json.load(f)
-      if is_main:
-        print(f"Run in {workdir} already finished; stored result:")
-        print(format_result(summary), flush=True)
-      return summary
+    if int(state.step) >= end_step:
+      return state
     if is_main:
       print(f"Resuming {workdir} from step {int(state.step)} (data position "
             f"{meta['data_position']}, phase {meta['phase']})", flush=True)
   else:
-    state = jax.jit(run.init_state, out_shardings=shardings)(rng)
+    state = engine.place(start())
+    if int(state.step) in prune_at:
+      state = _prune(state, prune_fn, prune_at[int(state.step)])
+      checkpoint(state, int(state.step))
+    elif checkpoint_start:
+      checkpoint(state, int(state.step))
 
-  train_step = jax.jit(make_train_step(model, tx), donate_argnums=0,
-                       in_shardings=(shardings, data_sharding),
-                       out_shardings=(shardings, replicated))
-  eval_step = jax.jit(make_eval_step(model),
-                      in_shardings=(shardings.params, shardings.batch_stats,
-                                    data_sharding),
-                      out_shardings=replicated)
-  prune_at = pruning.prune_events(config.pruning)
-
-  def checkpoint(step: int) -> None:
-    phase = ("prune" if prune_at and step <= max(prune_at) else "train")
-    checkpointing.save(mngr, step, state, {"data_position": step,
-                                           "phase": phase})
-
-  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
   step = int(state.step)
-  progress = metrics_lib.Progress(step, config.num_steps)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=step)
+  progress = metrics_lib.Progress(step, end_step)
   pending: list = []         # device scalars since the last log step
   last_logged = step
   remaining = float(sparsity.remaining_fraction(state.mask))  # per mask
   if is_main:
-    print(f"Training {config.model} on {config.dataset}: steps {step}.."
-          f"{config.num_steps}, {jax.device_count()} device(s), "
-          f"{jax.process_count()} process(es)", flush=True)
+    print(f"{label or 'Training'}: {config.model} on {config.dataset}, steps "
+          f"{step}..{end_step}, remaining {remaining:.4f}, "
+          f"{jax.device_count()} device(s), {jax.process_count()} "
+          "process(es)", flush=True)
 
   def flush_metrics(step: int) -> None:
     """Checks the pending losses are finite and logs their mean."""
@@ -337,50 +428,107 @@ def train_and_evaluate(config, workdir: str) -> dict:
       print(progress.line(step, row["train_loss"], rate, eta), flush=True)
     pending, last_logged = [], step
 
-  def prune_event(step: int) -> None:
-    """Event transform between jitted steps: new mask, re-masked params."""
-    nonlocal state, remaining
-    mask = pruning.apply_pruning(state.params, state.mask, config.pruning,
-                                 prune_at[step])
-    state = state.replace(mask=mask,
-                          params=sparsity.apply_mask(state.params, mask))
-    remaining = float(sparsity.remaining_fraction(mask))
+  def evaluate(step: int) -> None:
+    row = {}
+    for split in eval_splits:
+      out = engine.evaluate(state.params, state.batch_stats, split)
+      short = "val" if split == "validation" else split
+      row[f"{short}_accuracy"], row[f"{short}_loss"] = (out["accuracy"],
+                                                        out["loss"])
+    writer.write(step, row)
 
   # The loop. A pruning event at step s happens after s updates, before the
   # checkpoint of step s, so a checkpoint always holds the post-event state.
-  with jax.set_mesh(mesh):
-    if step == 0 and 0 in prune_at:
-      prune_event(0)
-      checkpoint(0)
-    while step < config.num_steps:
+  with jax.set_mesh(engine.mesh):
+    while step < end_step:
       batch = data_lib.train_batch(
-          train_src, step, batch_size=config.batch_size, seed=config.seed,
+          train_src, step, batch_size=config.batch_size, seed=data_seed,
           process_index=jax.process_index(),
           process_count=jax.process_count())
-      state, m = train_step(state, _to_global(batch, data_sharding))
+      state, m = train_step(state, _to_global(batch, engine.data_sharding))
       pending.append(m)
       step += 1
       if step in prune_at:
-        prune_event(step)
-      if step % config.log_every == 0 or step == config.num_steps:
+        state = _prune(state, prune_fn, prune_at[step])
+        remaining = float(sparsity.remaining_fraction(state.mask))
+      if step in hooks:
+        hooks[step](state)
+      if step % config.log_every == 0 or step == end_step:
         flush_metrics(step)
-      if step % config.eval_every == 0 and step < config.num_steps:
-        val = evaluate(eval_step, state, ds.splits["validation"], eval_bs,
-                       data_sharding)
-        writer.write(step, {"val_accuracy": val["accuracy"],
-                            "val_loss": val["loss"]})
-      if (step % config.checkpoint_every == 0 or step == config.num_steps
+      if eval_splits and (step % config.eval_every == 0 or step == end_step):
+        evaluate(step)
+      if (step % config.checkpoint_every == 0 or step == end_step
           or step in prune_at):  # a pruning event is a phase boundary
         flush_metrics(step)
-        checkpoint(step)
-
-    test = evaluate(eval_step, state, ds.splits["test"], eval_bs,
-                    data_sharding)
-  writer.write(step, {"test_accuracy": test["accuracy"],
-                      "test_loss": test["loss"]})
+        checkpoint(state, step)
   writer.close()
-  summary = _summary(config, ds, state, test)
+  return state
+
+
+def _prune(state: TrainState, prune_fn, arg) -> TrainState:
+  """Event transform between jitted steps: new mask, re-masked params."""
+  mask = prune_fn(state, arg)
+  return state.replace(mask=mask,
+                       params=sparsity.apply_mask(state.params, mask))
+
+
+# ------------------------------------------------------------------- main --
+def _prepare_workdir(config, workdir: str) -> None:
+  """Validates, refuses another config's workdir, writes config.json."""
+  config_check.validate(config, device_count=jax.device_count())
+  _check_workdir(config, workdir)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    if not os.path.exists(os.path.join(workdir, "config.json")):
+      _write_json(os.path.join(workdir, "config.json"), _config_json(config))
+
+
+def _stored_summary(workdir: str) -> dict | None:
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def train_and_evaluate(config, workdir: str) -> dict:
+  """Trains, prunes and evaluates `config`; returns the summary dict.
+
+  Writes `<workdir>/config.json`, `metrics.jsonl`, `checkpoints/` and
+  `summary.json`. Raises `config_check.ConfigError` (bad config or a workdir
+  of another run; nothing is written) and `NonFiniteLossError` (the newest
+  good checkpoint is kept). A config with a `lottery` section runs the
+  lottery driver (`experiments.lottery_run`).
+  """
+  if "lottery" in config:
+    from experiments import lottery_run  # pylint: disable=g-import-not-at-top
+    return lottery_run.run(config, workdir)
+  _prepare_workdir(config, workdir)
+  is_main = jax.process_index() == 0
+  summary = _stored_summary(workdir)
+  if summary is not None:  # summary.json is written last: the run is done
+    if is_main:
+      print(f"Run in {workdir} already finished; stored result:")
+      print(format_result(summary), flush=True)
+    return summary
+
+  engine = Engine(config)
+  prune_at = pruning.prune_events(config.pruning)
+  state = train_phase(
+      engine, workdir,
+      lambda: engine.init(jax.random.PRNGKey(config.seed)),
+      end_step=config.num_steps, data_seed=config.seed, prune_at=prune_at,
+      prune_fn=lambda s, target: pruning.apply_pruning(
+          s.params, s.mask, config.pruning, target),
+      checkpoint_start=False)
+  with jax.set_mesh(engine.mesh):
+    test = engine.evaluate(state.params, state.batch_stats, "test")
+  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
+  writer.write(int(state.step), {"test_accuracy": test["accuracy"],
+                                 "test_loss": test["loss"]})
+  writer.close()
+  summary = _summary(config, engine.dataset, state, test)
   if is_main:
-    _write_json(summary_path, summary)
+    _write_json(os.path.join(workdir, "summary.json"), summary)
     print(format_result(summary), flush=True)
   return summary

@@ -2,7 +2,7 @@
 
 IMP trains, prunes a fraction of the surviving weights, resets the rest and
 trains again. This package holds the event functions between the jitted
-training phases; the driver over levels and the trainer live elsewhere.
+training phases.
 
 * Levels: :func:`prune_level` (per-layer or global rate of surviving
   weights), the ladders :func:`remaining_after`, :func:`oneshot_rate`,
@@ -12,11 +12,17 @@ training phases; the driver over levels and the trainer live elsewhere.
   :func:`reset_opt_state`, :func:`mask_opt_state`; :data:`MODES`.
 * Controls: :func:`random_reinit`, :func:`random_prune`.
 * Linear mode connectivity: :func:`interpolate`, :func:`instability`.
+* The driver's decisions: :func:`level_mask` (iterative or one-shot),
+  :func:`derive_seed`, :func:`early_stop`. The loop over levels, with one
+  checkpointed phase per level and branch, is ``experiments.lottery_run``.
 
 This package imports nothing from ``experiments`` or ``launch``.
 """
 
 from lottery._controls import random_prune
+from lottery._driver import derive_seed
+from lottery._driver import early_stop
+from lottery._driver import level_mask
 from lottery._controls import random_reinit
 from lottery._instability import instability
 from lottery._instability import interpolate
@@ -32,10 +38,13 @@ from lottery._reset import reset_opt_state
 
 __all__ = (
     "MODES",
+    "derive_seed",
+    "early_stop",
     "instability",
     "interpolate",
     "layered_remaining",
     "lenet_ladder",
+    "level_mask",
     "mask_opt_state",
     "oneshot_rate",
     "prune_level",

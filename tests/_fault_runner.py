@@ -3,7 +3,8 @@
   python tests/_fault_runner.py WORKDIR FAULT N [JSON_OVERRIDES]
     [--coordinator=HOST:PORT --num_processes=K --process_id=I]
 
-FAULT: none | step (SIGKILL when batch N is requested) | prune (SIGKILL
+FAULT: none | step (SIGKILL when batch N is requested) | call (SIGKILL at
+the N-th batch request of the process, for multi-phase drivers) | prune (SIGKILL
 right after the N-th pruning event computed its mask, before the phase
 checkpoint) | checkpoint (SIGKILL in the middle of the N-th checkpoint
 write: the state is on disk in orbax's temporary directory, the metadata
@@ -39,11 +40,12 @@ def main(argv):
     os.kill(os.getpid(), signal.SIGKILL)
 
   calls = {"n": 0}
-  if fault == "step":
+  if fault in ("step", "call"):
     real_batch = data_lib.train_batch
 
     def batch(source, step, **kw):
-      if step == n:
+      calls["n"] += 1
+      if (step if fault == "step" else calls["n"]) == n:
         die()
       return real_batch(source, step, **kw)
     data_lib.train_batch = batch
@@ -68,7 +70,9 @@ def main(argv):
         die()
       return await real_save(self, x, directory)
     handler._save_fn = save_fn  # pylint: disable=protected-access
-  train.train_and_evaluate(helpers.small_config(**overrides), workdir)
+  make = (helpers.small_lottery_config if overrides.pop("_lottery", False)
+          else helpers.small_config)
+  train.train_and_evaluate(make(**overrides), workdir)
 
 
 if __name__ == "__main__":

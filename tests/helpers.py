@@ -16,13 +16,35 @@ def small_config(**overrides):
   config.pruning.end_step = 200
   config.pruning.frequency = 25
   config.model_kwargs.hidden = (64, 32)
+  _apply(config, overrides)
+  return config
+
+
+def small_lottery_config(**overrides):
+  """lottery_digits shrunk to 2 levels of 40 steps of a 16-unit MLP, with one
+  seed of each control (seconds on CPU)."""
+  from experiments.configs import lottery_digits  # pylint: disable=g-import-not-at-top
+  config = lottery_digits.get_config()
+  config.model_kwargs.hidden = (16,)
+  config.num_steps = 40
+  config.log_every = 20
+  config.eval_every = 10
+  config.checkpoint_every = 20
+  config.keep_checkpoints = 10
+  config.lottery.levels = 2
+  config.lottery.control_seeds = 1
+  config.lottery.rates = {"default": 0.2, "Dense_1": 0.1}
+  _apply(config, overrides)
+  return config
+
+
+def _apply(config, overrides):
   for key, value in overrides.items():
     node = config
     *path, last = key.split(".")
     for p in path:
       node = node[p]
     node[last] = value
-  return config
 
 
 def leaves_equal(a, b) -> bool:

@@ -1,0 +1,434 @@
+"""The lottery-ticket driver: IMP levels, controls and instability as phases.
+
+`run(config, workdir)` is what `launch.train` calls for a config with a
+`lottery` section. A Python loop over jitted phases (`train.train_phase`),
+each a sub-workdir with its own checkpoints and metrics:
+
+    WORKDIR/config.json            the trunk's config
+    WORKDIR/init/checkpoints/0     theta_0 (kept for the whole run)
+    WORKDIR/rewind/checkpoints/k   theta_k and its optimizer state (k > 0)
+    WORKDIR/level_NN/              level N of the trunk: checkpoints/,
+                                   metrics.jsonl, result.json
+    WORKDIR/level_NN/controls/<name>_<s>/     a control branch, seed s
+    WORKDIR/level_NN/instability/copy_{0,1}/  the two LMC copies
+    WORKDIR/summary.json, lottery.md, lottery.png
+
+Level 0 trains the dense net from theta_0 for `num_steps`; level L >= 1
+prunes (`lottery.level_mask`), resets (`lottery.reset`, mode
+`lottery.reset`) and trains from the reset step to `num_steps`. A level is
+done when its `result.json` exists; a killed run resumes in the level (and
+branch) it was in, from that phase's newest checkpoint, bit-identically on
+CPU. Every decision (masks, seeds, resets) is a pure function of earlier
+checkpoints, so nothing else needs saving.
+
+Controls are branches of a level (same start step, schedule and data
+order as the ticket): `random_reinit` (the ticket's mask on a fresh draw of
+the initializer) and `random_prune` (random positions with the ticket's
+per-layer counts on the reset weights). They run after each level with the
+trunk, or later on a finished trunk with `lottery.trunk = "existing"`
+(nothing of the trunk is retrained or rewritten).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import checkpointing
+from experiments import config_check
+from experiments import lottery_report
+from experiments import train
+import lottery
+import sparsity
+
+CONTROLS = ("random_reinit", "random_prune")
+# Fields that only choose branches: they may differ from the stored trunk
+# config (controls and instability copies run later on a finished trunk).
+BRANCH_FIELDS = ("controls", "control_seeds", "control_levels", "trunk",
+                 "instability_levels", "instability_points")
+_CONTROL_TAG = {name: i for i, name in enumerate(CONTROLS)}
+
+
+def level_dir(workdir: str, level: int) -> str:
+  return os.path.join(workdir, f"level_{level:02d}")
+
+
+def _read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def _trunk_config(config_dict: dict) -> dict:
+  out = json.loads(json.dumps(config_dict))
+  for field in BRANCH_FIELDS:
+    out.get("lottery", {}).pop(field, None)
+  return out
+
+
+# ------------------------------------------------------------ checks ----
+def _check_workdir(config, workdir: str) -> None:
+  """Refuses a workdir of another trunk; checks `trunk="existing"`."""
+  path = os.path.join(workdir, "config.json")
+  lcfg = config.lottery
+  if os.path.exists(path):
+    stored, new = _read_json(path), train._config_json(config)  # pylint: disable=protected-access
+    a, b = _trunk_config(stored), _trunk_config(new)
+    if a != b:
+      diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+      if diff == ["lottery"]:
+        diff = sorted(f"lottery.{k}" for k in set(a["lottery"]) |
+                      set(b["lottery"])
+                      if a["lottery"].get(k) != b["lottery"].get(k))
+      raise train.WorkdirError(
+          f"workdir {workdir} holds a lottery run of another config "
+          f"(differs in: {', '.join(diff)}); use a new --workdir")
+  if lcfg.trunk == "existing":
+    missing = [lv for lv in range(lcfg.levels + 1)
+               if not os.path.exists(os.path.join(level_dir(workdir, lv),
+                                                  "result.json"))]
+    if not os.path.exists(path) or missing:
+      what = (f"level {missing[0]} of 0..{lcfg.levels} has no result"
+              if os.path.exists(path) else "it holds no lottery run")
+      raise config_check.ConfigError(
+          f"config.lottery.trunk: 'existing' needs a finished trunk in "
+          f"{workdir}, but {what}")
+
+
+# ------------------------------------------------------------- driver ----
+class _Driver:
+  """One lottery run: the engine, the reset sources and the level loop."""
+
+  def __init__(self, config, workdir: str):
+    self.config, self.workdir = config, workdir
+    self.lcfg = config.lottery
+    self.engine = train.Engine(config)
+    self.is_main = jax.process_index() == 0
+    self._txs: dict = {}
+    self._init_state = None
+    self._rewind_state = None
+    include = tuple(self.lcfg.global_include)
+    self.prune_kwargs = (
+        {"global_rate": float(self.lcfg.global_rate),
+         "include": (lambda n: any(n == p or n.startswith(p.rstrip("/") + "/")
+                                   for p in include)) if include else None}
+        if self.lcfg.scope == "global" else
+        {"rates": dict(self.lcfg.rates)})
+
+  # -- optimizers of the reset modes --------------------------------------
+  def tx(self, mode: str):
+    """The level optimizer: the run's (init, rewind), the schedule replayed
+    from k (lr_rewind) or a constant small LR (finetune)."""
+    if mode in ("init", "rewind") or self.lcfg.rewind_step == 0 and \
+        mode == "lr_rewind":
+      return self.engine.run.tx
+    if mode not in self._txs:
+      if mode == "lr_rewind":
+        self._txs[mode] = train.make_tx(
+            self.config, step_offset=int(self.lcfg.rewind_step))
+      else:
+        self._txs[mode] = train.make_tx(
+            self.config, constant_lr=float(self.lcfg.finetune_lr))
+    return self._txs[mode]
+
+  # -- states kept for the whole run --------------------------------------
+  def init_state(self) -> train.TrainState:
+    """theta_0 (and its rng, batch stats): `init/` checkpoint, made once."""
+    if self._init_state is None:
+      mngr, restored = self.engine.restore(
+          os.path.join(self.workdir, "init"), keep=1)
+      if restored is None:
+        state = self.engine.init(jax.random.PRNGKey(self.config.seed))
+        checkpointing.save(mngr, 0, state, {"data_position": 0,
+                                            "phase": "init"})
+      else:
+        state = restored[0]
+      self._init_state = state
+    return self._init_state
+
+  def _rewind_mngr(self):
+    return self.engine.restore(os.path.join(self.workdir, "rewind"), keep=1)
+
+  def save_rewind(self, state) -> None:
+    mngr, restored = self._rewind_mngr()
+    if restored is None:
+      checkpointing.save(mngr, int(state.step), state,
+                         {"data_position": int(state.step),
+                          "phase": "rewind"})
+
+  def rewind_state(self) -> train.TrainState:
+    if self._rewind_state is None:
+      _, restored = self._rewind_mngr()
+      if restored is None:
+        raise FileNotFoundError(
+            f"the rewind state of {self.workdir} (step "
+            f"{self.lcfg.rewind_step}) is missing: was level 0 trained "
+            "with another rewind_step?")
+      self._rewind_state = restored[0]
+    return self._rewind_state
+
+  def final_state(self, level: int) -> train.TrainState:
+    _, restored = self.engine.restore(level_dir(self.workdir, level))
+    if restored is None:
+      raise FileNotFoundError(f"no checkpoint in {level_dir(self.workdir, level)}")
+    return restored[0]
+
+  # -- level starts ---------------------------------------------------------
+  def data_seed(self, level: int) -> int:
+    if self.lcfg.data_order == "fixed":
+      return int(self.config.seed)
+    return lottery.derive_seed(self.config.seed, 1, level)
+
+  def mask_of(self, level: int):
+    """The mask that level `level >= 1` trains with."""
+    source = 0 if self.lcfg.oneshot else level - 1
+    prev = self.final_state(source)
+    return lottery.level_mask(level, jax.device_get(prev.params),
+                              jax.device_get(prev.mask),
+                              oneshot=bool(self.lcfg.oneshot),
+                              **self.prune_kwargs)
+
+  def start_state(self, level: int, mask=None,
+                  params_from=None) -> train.TrainState:
+    """The reset state of level `level` (optionally with another mask, or
+    other weights to mask: the controls)."""
+    mode, k = self.lcfg.reset, int(self.lcfg.rewind_step)
+    init = self.init_state()
+    if level == 0:
+      return init
+    mask = self.mask_of(level) if mask is None else mask
+    final = self.final_state(0 if self.lcfg.oneshot else level - 1)
+    rewind = self.rewind_state() if mode == "rewind" and k > 0 else None
+    params, t0 = lottery.reset(
+        mode, mask=mask, init_params=init.params, final_params=final.params,
+        rewind_params=None if rewind is None else rewind.params,
+        rewind_step=k)
+    if params_from is not None:
+      params = sparsity.apply_mask(params_from, mask)
+    source = {"init": init, "rewind": rewind or init, "lr_rewind": final,
+              "finetune": final}[mode]
+    if mode == "finetune":
+      t0 = k  # fine-tune for T - k steps at a constant LR
+    tx = self.tx(mode)
+    opt_state = lottery.reset_opt_state(
+        mode, mask=mask,
+        rewind_opt_state=None if rewind is None else rewind.opt_state)
+    if opt_state is None:
+      opt_state = tx.init(params)
+    return train.TrainState(step=jnp.asarray(t0, jnp.int32), params=params,
+                            batch_stats=source.batch_stats,
+                            opt_state=opt_state, mask=mask, rng=init.rng)
+
+  # -- phases --------------------------------------------------------------
+  def train(self, phase_dir: str, start, level: int, data_seed: int,
+            label: str, eval_splits=("validation", "test")):
+    hooks = {}
+    k = int(self.lcfg.rewind_step)
+    if level == 0 and k > 0 and phase_dir == level_dir(self.workdir, 0):
+      hooks[k] = self.save_rewind
+    mode = self.lcfg.reset if level > 0 else "init"
+    return train.train_phase(
+        self.engine, phase_dir, start, end_step=self.config.num_steps,
+        data_seed=data_seed, tx=self.tx(mode), eval_splits=eval_splits,
+        hooks=hooks, label=label)
+
+  def result(self, phase_dir: str, state, level: int, data_seed: int,
+             **extra) -> dict:
+    """Writes and returns `phase_dir/result.json` (the phase's figures)."""
+    path = os.path.join(phase_dir, "result.json")
+    if os.path.exists(path):
+      return _read_json(path)
+    with open(os.path.join(phase_dir, "metrics.jsonl")) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    evals = [r for r in rows if "val_loss" in r]
+    last = evals[-1]
+    with jax.set_mesh(self.engine.mesh):
+      train_eval = self.engine.evaluate(state.params, state.batch_stats,
+                                        "train")
+    out = {"level": level,
+           "remaining_fraction": float(
+               sparsity.remaining_fraction(state.mask)),
+           "test_accuracy": float(last["test_accuracy"]),
+           "test_loss": float(last["test_loss"]),
+           **lottery.early_stop(evals),
+           "train_accuracy": train_eval["accuracy"],
+           "end_step": int(state.step),
+           "data_seed": int(data_seed),
+           "layers": sparsity.summarize(state.mask),
+           **extra}
+    if self.is_main:
+      train._write_json(path, out)  # pylint: disable=protected-access
+    return out
+
+  def run_level(self, level: int) -> dict:
+    d = level_dir(self.workdir, level)
+    path = os.path.join(d, "result.json")
+    if os.path.exists(path):
+      return _read_json(path)
+    seed = self.data_seed(level)
+    label = (f"Level {level}/{self.lcfg.levels} (ticket, reset "
+             f"{self.lcfg.reset if level else 'dense'})")
+    state = self.train(d, lambda: self.start_state(level), level, seed,
+                       label)
+    return self.result(d, state, level, seed, kind="ticket",
+                       reset=self.lcfg.reset,
+                       start_step=self._start_step(level))
+
+  def _start_step(self, level: int) -> int:
+    if level == 0 or self.lcfg.reset == "init":
+      return 0
+    return int(self.lcfg.rewind_step)
+
+  def run_control(self, level: int, name: str, s: int) -> dict:
+    d = os.path.join(level_dir(self.workdir, level), "controls",
+                     f"{name}_{s}")
+    path = os.path.join(d, "result.json")
+    if os.path.exists(path):
+      return _read_json(path)
+    key = jax.random.PRNGKey(lottery.derive_seed(
+        self.config.seed, 2, level, _CONTROL_TAG[name], s))
+    ticket_mask = jax.device_get(self.final_state(level).mask)
+
+    def start():
+      if name == "random_prune":
+        return self.start_state(level, mask=lottery.random_prune(
+            key, ticket_mask))
+      model, shape = self.engine.model, self.engine.dataset.input_shape
+      fresh = lottery.random_reinit(
+          key, lambda k: model.init(k, jnp.zeros((1, *shape)),
+                                    train=False)["params"],
+          self.init_state().params, ticket_mask)
+      return self.start_state(level, mask=ticket_mask, params_from=fresh)
+
+    seed = self.data_seed(level)
+    state = self.train(d, start, level, seed,
+                       f"Level {level}/{self.lcfg.levels} control {name} "
+                       f"seed {s}")
+    return self.result(d, state, level, seed, kind=name, seed=s,
+                       start_step=self._start_step(level))
+
+  def run_instability(self, level: int) -> dict:
+    d = os.path.join(level_dir(self.workdir, level), "instability")
+    path = os.path.join(d, "result.json")
+    if os.path.exists(path):
+      return _read_json(path)
+    ticket = self.final_state(level)
+    finals, seeds = [], []
+    for c in (0, 1):
+      seed = lottery.derive_seed(self.config.seed, 3, level, c)
+      seeds.append(seed)
+      mask = None if level == 0 else jax.device_get(ticket.mask)
+      finals.append(self.train(
+          os.path.join(d, f"copy_{c}"),
+          lambda: self.start_state(level, mask=mask), level, seed,
+          f"Level {level}/{self.lcfg.levels} instability copy {c}",
+          eval_splits=()))
+    a, b = finals
+
+    def error(point):
+      params, stats = point
+      with jax.set_mesh(self.engine.mesh):
+        return 1.0 - self.engine.evaluate(params, stats, "test")["accuracy"]
+
+    out = lottery.instability((a.params, a.batch_stats),
+                              (b.params, b.batch_stats), error,
+                              num_points=int(self.lcfg.instability_points))
+    out.update(level=level, data_seeds=seeds)
+    if self.is_main:
+      train._write_json(path, out)  # pylint: disable=protected-access
+    return out
+
+  # -- the loop ------------------------------------------------------------
+  def control_levels(self) -> list[int]:
+    levels = [int(x) for x in self.lcfg.control_levels] or list(
+        range(1, self.lcfg.levels + 1))
+    return [lv for lv in levels if 1 <= lv <= self.lcfg.levels]
+
+  def run(self) -> dict:
+    lcfg = self.lcfg
+    controls = self.control_levels()
+    for level in range(lcfg.levels + 1):
+      self.run_level(level)
+      if level in controls:
+        for name in lcfg.controls:
+          for s in range(lcfg.control_seeds):
+            self.run_control(level, name, s)
+      if level in [int(x) for x in lcfg.instability_levels]:
+        self.run_instability(level)
+    return self.summary()
+
+  def summary(self) -> dict:
+    levels = []
+    for level in range(self.lcfg.levels + 1):
+      r = _read_json(os.path.join(level_dir(self.workdir, level),
+                                  "result.json"))
+      ipath = os.path.join(level_dir(self.workdir, level), "instability",
+                           "result.json")
+      if os.path.exists(ipath):
+        r["instability"] = _read_json(ipath)["instability"]
+      levels.append(r)
+    controls = {}
+    for name in CONTROLS:
+      rows = []
+      for level in range(1, self.lcfg.levels + 1):
+        d = os.path.join(level_dir(self.workdir, level), "controls")
+        runs = []
+        s = 0
+        while os.path.exists(os.path.join(d, f"{name}_{s}", "result.json")):
+          runs.append(_read_json(os.path.join(d, f"{name}_{s}",
+                                              "result.json")))
+          s += 1
+        if runs:
+          rows.append(lottery_report.mean_over_seeds(runs))
+      if rows:
+        controls[name] = rows
+    last = levels[-1]
+    return {
+        "dataset": self.config.dataset,
+        "model": self.config.model,
+        "final": {"test_accuracy": last["test_accuracy"],
+                  "test_loss": last["test_loss"],
+                  "remaining_fraction": last["remaining_fraction"],
+                  "step": last["end_step"]},
+        "layers": last["layers"],
+        "levels": levels,
+        "controls": controls,
+        "reset": self.lcfg.reset,
+        "rewind_step": int(self.lcfg.rewind_step),
+        "oneshot": bool(self.lcfg.oneshot),
+        "num_classes": self.engine.dataset.num_classes,
+        "devices": jax.device_count(),
+        "processes": jax.process_count(),
+    }
+
+
+def run(config, workdir: str) -> dict:
+  """Runs (or resumes, or adds branches to) the lottery run in `workdir`.
+
+  Raises `config_check.ConfigError` for a bad config, a workdir of another
+  trunk, or `lottery.trunk = "existing"` without a finished trunk; nothing
+  is written in those cases.
+  """
+  config_check.validate(config, device_count=jax.device_count())
+  _check_workdir(config, workdir)
+  run_ = build_driver(config, workdir)
+  config_check.validate_lottery_layers(
+      config, run_.engine.abstract.mask)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    if not os.path.exists(os.path.join(workdir, "config.json")):
+      train._write_json(os.path.join(workdir, "config.json"),  # pylint: disable=protected-access
+                        train._config_json(config))  # pylint: disable=protected-access
+  summary = run_.run()
+  if jax.process_index() == 0:
+    train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
+    lottery_report.write_reports(summary, workdir)
+    print(lottery_report.format_table(summary), flush=True)
+  return summary
+
+
+def build_driver(config, workdir: str) -> _Driver:
+  return _Driver(config, workdir)
