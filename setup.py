@@ -30,8 +30,11 @@ setuptools.setup(
         "matplotlib>=3.8",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboardX>=2.6"],
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboardX>=2.6",
+                 "numba>=0.60", "scipy>=1.11", "nbformat>=5.9",
+                 "nbclient>=0.10", "ipykernel>=6.29"],
         "tensorboard": ["tensorboardX>=2.6"],
         "fast": ["numba>=0.60", "scipy>=1.11"],
+        "notebooks": ["nbformat>=5.9", "nbclient>=0.10", "ipykernel>=6.29"],
     },
 )

@@ -128,6 +128,15 @@ def validate_lottery(config) -> None:
   _choice(lc.trunk, ("train", "existing"), "lottery.trunk")
 
 
+def layer_matches(pattern: str, name: str) -> bool:
+  """A layer selector: an exact leaf name, a path prefix ("BasicBlock_3")
+  or a glob over the leaf name ("*Conv_*")."""
+  import fnmatch  # pylint: disable=g-import-not-at-top
+  key = pattern.rstrip("/")
+  return (name == key or name.startswith(key + "/")
+          or fnmatch.fnmatchcase(name, pattern))
+
+
 def validate_lottery_layers(config, mask) -> None:
   """Every rate (and global include) names a layer that exists."""
   import sparsity  # pylint: disable=g-import-not-at-top
@@ -150,6 +159,7 @@ def validate_lottery_layers(config, mask) -> None:
       _require(not unmatched, "lottery.rates",
                f"no rate for {', '.join(unmatched)}; add a 'default'")
   for key in lc.global_include:
-    _require(matches(key), "lottery.global_include",
+    _require(any(layer_matches(key, n) for n in names),
+             "lottery.global_include",
              f"no prunable layer is named {key!r} (layers: "
              f"{', '.join(names)})")

@@ -113,7 +113,7 @@ class _Driver:
     include = tuple(self.lcfg.global_include)
     self.prune_kwargs = (
         {"global_rate": float(self.lcfg.global_rate),
-         "include": (lambda n: any(n == p or n.startswith(p.rstrip("/") + "/")
+         "include": (lambda n: any(config_check.layer_matches(p, n)
                                    for p in include)) if include else None}
         if self.lcfg.scope == "global" else
         {"rates": dict(self.lcfg.rates)})

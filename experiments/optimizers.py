@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+import jax.numpy as jnp
 import optax
 
 import binary
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step", "warmup_cosine")
+SCHEDULES = ("constant", "cosine", "step", "warmup_cosine", "warmup_step")
 
 
 def make_schedule(config, step_offset: int = 0) -> optax.Schedule:
@@ -24,7 +25,9 @@ def make_schedule(config, step_offset: int = 0) -> optax.Schedule:
 
   constant: lr. cosine: lr * 0.5 (1 + cos(pi t / T)). step: lr times
   `lr_decay_factor` at each step in `lr_decay_steps`. warmup_cosine: linear
-  warm-up over `warmup_steps`, then cosine. With `step_offset = k` the
+  warm-up over `warmup_steps`, then cosine. warmup_step: linear warm-up from
+  0 over `warmup_steps`, then the step schedule (VGG-19 in Frankle & Carbin
+  2019). With `step_offset = k` the
   schedule is read at `t + k` (lottery LR rewinding replays it from k while
   the optimizer's own count starts at 0).
   """
@@ -40,6 +43,11 @@ def make_schedule(config, step_offset: int = 0) -> optax.Schedule:
   elif name == "warmup_cosine":
     sched = optax.warmup_cosine_decay_schedule(
         0.0, lr, warmup_steps=config.warmup_steps, decay_steps=total)
+  elif name == "warmup_step":
+    warm = optax.linear_schedule(0.0, lr, config.warmup_steps)
+    step = optax.piecewise_constant_schedule(
+        lr, {int(s): config.lr_decay_factor for s in config.lr_decay_steps})
+    sched = lambda t: jnp.where(t < config.warmup_steps, warm(t), step(t))
   else:
     raise ValueError(f"unknown lr_schedule {name!r}; choose one of: "
                      + ", ".join(SCHEDULES))

@@ -303,3 +303,29 @@ def test_kill_9_mid_level_resumes_bit_identically(finished, tmp_path):
                         for r in rows]
   assert strip(got["levels"]) == strip(ref["levels"])
   assert got["controls"] == json.loads(json.dumps(ref["controls"]))
+
+
+@pytest.mark.parametrize("name,shape", [
+    ("lottery_digits", (8, 8, 1)), ("lottery_lenet_mnist", (28, 28, 1)),
+    ("lottery_conv2_cifar10", (32, 32, 3)),
+    ("lottery_conv4_cifar10", (32, 32, 3)),
+    ("lottery_conv6_cifar10", (32, 32, 3)),
+    ("lottery_resnet20_rewind", (32, 32, 3)),
+    ("lottery_resnet20_lr_rewind", (32, 32, 3)),
+    ("lottery_vgg19_cifar10", (32, 32, 3)),
+])
+def test_paper_configs_are_valid(name, shape):
+  import importlib  # pylint: disable=g-import-not-at-top
+  from experiments import models  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"experiments.configs.{name}").get_config()
+  config_check.validate(config)
+  model = models.get_model(config.model, 10, **config.model_kwargs.to_dict())
+  params = models.abstract_variables(model, shape)["params"]
+  mask = sparsity.create_mask(params)
+  config_check.validate_lottery_layers(config, mask)
+  if config.lottery.scope == "global":  # output layer unpruned
+    names = [n for n, *_ in sparsity.masked_leaves(mask)]
+    included = [n for n in names if any(config_check.layer_matches(p, n)
+                                        for p in config.lottery.global_include)]
+    assert included and all("Conv" in n for n in included)
+    assert any("Dense" in n for n in set(names) - set(included))

@@ -58,7 +58,7 @@ def lottery_section(**overrides) -> ml_collections.ConfigDict:
   lc.scope = "layerwise"        # layerwise (rates) | global (global_rate)
   lc.rates = ml_collections.ConfigDict({"default": 0.2, "Dense_2": 0.1})
   lc.global_rate = 0.2
-  lc.global_include = ()        # global: layer-name prefixes; () = all
+  lc.global_include = ()        # global: names, prefixes or globs; () = all
   lc.oneshot = False            # prune level 0's weights straight to level L
   lc.data_order = "fixed"       # fixed (open_lth) | per_level (seeded)
   lc.controls = ("random_reinit", "random_prune")
