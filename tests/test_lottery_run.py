@@ -329,3 +329,23 @@ def test_paper_configs_are_valid(name, shape):
                                         for p in config.lottery.global_include)]
     assert included and all("Conv" in n for n in included)
     assert any("Dense" in n for n in set(names) - set(included))
+
+
+def test_report_combines_runs(finished, tmp_path):
+  _, workdir, _ = finished
+  out = tmp_path / "seeds.png"
+  cmd = [sys.executable, "-m", "launch.lottery_report",
+         f"--workdir={workdir}", f"--workdir={workdir}", f"--out={out}"]
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                        timeout=120)
+  assert proc.returncode == 0, proc.stderr
+  assert out.read_bytes()[:4] == b"\x89PNG"
+  assert (tmp_path / "seeds.md").read_text().count("## ") == 2
+  again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+  assert again.returncode == 2 and "--overwrite" in again.stderr
+  missing = subprocess.run(cmd[:3] + [f"--workdir={tmp_path}",
+                                      f"--out={tmp_path / 'x.png'}"],
+                           cwd=ROOT, capture_output=True, text=True,
+                           timeout=120)
+  assert missing.returncode == 2 and "summary.json" in missing.stderr
