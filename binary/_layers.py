@@ -15,11 +15,19 @@ trained latent weight is exactly 0 otherwise only with probability ~0. A
 zero latent weight therefore contributes nothing (not ``+-1``) and gets no
 gradient.
 
+Stochastic BinaryConnect: ``kernel_quantizer="stochastic_sign"`` draws
+``W_b`` with :func:`binary.stochastic_sign` from the ``"quantize"`` RNG
+stream while training (``deterministic=False``; call ``apply`` with
+``rngs={"quantize": key}``) and uses the *real* latent weights at test time
+(``deterministic=True``), as the official code does. Deterministic
+quantizers binarize in both modes and ignore the flag.
+
 References:
   Courbariaux et al., "BinaryConnect", NeurIPS 2015.
   Hubara et al., "Binarized Neural Networks", NeurIPS 2016.
 """
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +39,9 @@ from binary import _quantizers
 
 Quantizer = str | Callable[[jax.Array], jax.Array] | None
 
+STOCHASTIC = "stochastic_sign"
+"""The kernel quantizer name of stochastic BinaryConnect (needs a key)."""
+
 
 def _resolve(q: Quantizer) -> Callable[[jax.Array], jax.Array] | None:
   if q is None or callable(q):
@@ -38,26 +49,64 @@ def _resolve(q: Quantizer) -> Callable[[jax.Array], jax.Array] | None:
   return _quantizers.get_quantizer(q)
 
 
-def binary_kernel(kernel: jax.Array, quantizer: Quantizer) -> jax.Array:
+def is_stochastic(quantizer: Quantizer) -> bool:
+  """Whether ``quantizer`` is stochastic BinaryConnect's (name or function).
+
+  Example:
+    >>> import binary
+    >>> binary.is_stochastic("stochastic_sign")
+    True
+    >>> binary.is_stochastic("ste_sign")
+    False
+  """
+  return quantizer == STOCHASTIC or quantizer is _quantizers.stochastic_sign
+
+
+def binary_kernel(kernel: jax.Array, quantizer: Quantizer,
+                  key: jax.Array | None = None) -> jax.Array:
   """The binary view ``where(kernel == 0, 0, q(kernel))`` of a kernel.
 
   Args:
     kernel: the latent real-valued kernel.
-    quantizer: a name of :data:`binary.QUANTIZERS`, a function, or ``None``
-      (the kernel itself).
+    quantizer: a name of :data:`binary.QUANTIZERS`, ``"stochastic_sign"``
+      (needs ``key``), a function, or ``None`` (the kernel itself).
+    key: the PRNG key of ``"stochastic_sign"`` (ignored otherwise).
 
   Returns:
     The quantized kernel, 0 wherever ``kernel`` is 0 (pruned).
 
+  Raises:
+    ValueError: ``"stochastic_sign"`` without a key.
+
   Example:
-    >>> import jax.numpy as jnp, binary
+    >>> import jax, jax.numpy as jnp, binary
     >>> binary.binary_kernel(jnp.array([0.3, 0.0, -0.2]), "ste_sign").tolist()
     [1.0, 0.0, -1.0]
+    >>> binary.binary_kernel(jnp.array([3.0, 0.0, -3.0]), "stochastic_sign",
+    ...                      jax.random.key(0)).tolist()
+    [1.0, 0.0, -1.0]
   """
-  q = _resolve(quantizer)
+  if is_stochastic(quantizer):
+    if key is None:
+      raise ValueError("the 'stochastic_sign' kernel quantizer needs a key")
+    q = functools.partial(_quantizers.stochastic_sign, key)
+  else:
+    q = _resolve(quantizer)
   if q is None:
     return kernel
   return jnp.where(kernel == 0, jnp.zeros((), kernel.dtype), q(kernel))
+
+
+def _kernel_view(module: nn.Module, kernel: jax.Array,
+                 deterministic: bool | None) -> jax.Array:
+  """The kernel a Binary layer multiplies by (see the module docstring)."""
+  if not is_stochastic(module.kernel_quantizer):
+    return binary_kernel(kernel, module.kernel_quantizer)
+  deterministic = nn.merge_param("deterministic", module.deterministic,
+                                 deterministic)
+  if deterministic:
+    return kernel  # test time: the real-valued weights
+  return binary_kernel(kernel, STOCHASTIC, module.make_rng("quantize"))
 
 
 def uniform_init(scale: float = 1.0) -> Callable[..., jax.Array]:
@@ -77,8 +126,10 @@ class BinaryDense(nn.Module):
 
   Attributes:
     features: number of outputs.
-    kernel_quantizer: name in :data:`binary.QUANTIZERS`, a function, or
-      ``None`` (full precision). Default ``"ste_sign"`` (``clip=1``).
+    kernel_quantizer: name in :data:`binary.QUANTIZERS`, a function,
+      ``"stochastic_sign"`` (stochastic BinaryConnect: a draw from the
+      ``"quantize"`` RNG stream in training, the real weights at test time),
+      or ``None`` (full precision). Default ``"ste_sign"`` (``clip=1``).
     input_quantizer: same, for the inputs; ``None`` keeps them real
       (BinaryConnect), ``"ste_sign"`` binarizes them (BNN).
     use_bias: whether to add a real bias.
@@ -88,12 +139,19 @@ class BinaryDense(nn.Module):
     dtype: computation dtype (default: that of the inputs/params).
     param_dtype: dtype of the latent params.
     precision: ``jax.lax`` precision of the matmul.
+    deterministic: only read by ``"stochastic_sign"``: True = test time
+      (real weights), False = training (a stochastic draw); may instead be
+      passed to ``__call__`` (Flax's ``Dropout`` convention).
 
   Example:
     >>> import jax, jax.numpy as jnp, binary
     >>> layer = binary.BinaryDense(3)
     >>> params = layer.init(jax.random.key(0), jnp.ones((2, 4)))
     >>> layer.apply(params, jnp.ones((2, 4))).shape
+    (2, 3)
+    >>> sto = binary.BinaryDense(3, kernel_quantizer="stochastic_sign")
+    >>> sto.apply(params, jnp.ones((2, 4)), deterministic=False,
+    ...           rngs={"quantize": jax.random.key(1)}).shape
     (2, 3)
   """
   features: int
@@ -105,9 +163,11 @@ class BinaryDense(nn.Module):
   dtype: Any = None
   param_dtype: Any = jnp.float32
   precision: Any = None
+  deterministic: bool | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array,
+               deterministic: bool | None = None) -> jax.Array:
     kernel = self.param("kernel", self.kernel_init,
                         (jnp.shape(x)[-1], self.features), self.param_dtype)
     bias = (self.param("bias", self.bias_init, (self.features,),
@@ -117,7 +177,7 @@ class BinaryDense(nn.Module):
     q_in = _resolve(self.input_quantizer)
     if q_in is not None:
       x = q_in(x)
-    y = jnp.matmul(x, binary_kernel(kernel, self.kernel_quantizer),
+    y = jnp.matmul(x, _kernel_view(self, kernel, deterministic),
                    precision=self.precision)
     if bias is not None:
       y = y + bias
@@ -146,6 +206,7 @@ class BinaryConv(nn.Module):
     dtype: computation dtype.
     param_dtype: dtype of the latent params.
     precision: ``jax.lax`` precision of the convolution.
+    deterministic: as in :class:`BinaryDense`.
 
   Example:
     >>> import jax, jax.numpy as jnp, binary
@@ -166,9 +227,11 @@ class BinaryConv(nn.Module):
   dtype: Any = None
   param_dtype: Any = jnp.float32
   precision: Any = None
+  deterministic: bool | None = None
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array,
+               deterministic: bool | None = None) -> jax.Array:
     kernel_size = tuple(self.kernel_size)
     n = len(kernel_size)
     if x.ndim != n + 2:
@@ -196,7 +259,7 @@ class BinaryConv(nn.Module):
         x.shape, kernel.shape,
         ("N" + spatial + "C", spatial + "IO", "N" + spatial + "C"))
     y = jax.lax.conv_general_dilated(
-        x, binary_kernel(kernel, self.kernel_quantizer), strides, padding,
+        x, _kernel_view(self, kernel, deterministic), strides, padding,
         dimension_numbers=dn, precision=self.precision)
     if bias is not None:
       y = y + bias

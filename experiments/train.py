@@ -31,6 +31,7 @@ from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
 from experiments import pruning
+import binary
 import sparsity
 
 
@@ -217,7 +218,8 @@ def make_tx(config, *, step_offset: int = 0,
   """The run's optimizer; the schedule can start at `step_offset` (lottery
   LR rewinding) or be a constant `constant_lr` (lottery fine-tuning)."""
   return _wrap(config, optimizers.make_optimizer(
-      config, step_offset=step_offset, constant_lr=constant_lr))
+      config, step_offset=step_offset, constant_lr=constant_lr,
+      binary_include=models_lib.is_binary_kernel))
 
 
 def build(config) -> Run:
@@ -399,6 +401,7 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
   pending: list = []         # device scalars since the last log step
   last_logged = step
   remaining = float(sparsity.remaining_fraction(state.mask))  # per mask
+  flips = _FlipTracker(state.params)
   if is_main:
     print(f"{label or 'Training'}: {config.model} on {config.dataset}, steps "
           f"{step}..{end_step}, remaining {remaining:.4f}, "
@@ -422,7 +425,7 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
     rate, eta = progress.update(step)
     row = {"train_loss": float(losses.mean()), "steps_per_sec": rate,
            "train_accuracy": float(np.mean([v["accuracy"] for v in vals])),
-           "remaining_fraction": remaining}
+           "remaining_fraction": remaining, **flips.update(state.params)}
     writer.write(step, row)
     if is_main:
       print(progress.line(step, row["train_loss"], rate, eta), flush=True)
@@ -465,11 +468,53 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
   return state
 
 
+class _FlipTracker:
+  """Flip ratio per binary layer since the previous log step.
+
+  Keeps a copy of the binary kernels (chosen by
+  `models.is_binary_kernel`) at each log step; `update(params)` returns
+  {"flip_ratio": mean over layers, "flip_ratio/<layer>": ...} and takes
+  the new copy. Nothing for models without binary layers. After a resume
+  the first ratio covers the steps since the restored checkpoint.
+  """
+
+  def __init__(self, params):
+    self._names = [sparsity.leaf_name(p) for p, leaf in
+                   jax.tree_util.tree_flatten_with_path(params)[0]
+                   if models_lib.is_binary_kernel(
+                       tuple(sparsity.leaf_name(p).split("/")), leaf)]
+    if not self._names:
+      return
+    names = self._names
+    self._ratio = jax.jit(lambda a, b: binary.flip_ratio(a, b, names))
+    self._copy = jax.jit(lambda p: jax.tree.map(jnp.copy, p))
+    self._prev = self._copy(params)
+
+  def update(self, params) -> dict:
+    if not self._names:
+      return {}
+    ratios = jax.device_get(self._ratio(self._prev, params))
+    self._prev = self._copy(params)
+    out = {f"flip_ratio/{k.removesuffix('/kernel')}": float(v)
+           for k, v in ratios.items()}
+    out["flip_ratio"] = float(np.mean(list(out.values())))
+    return out
+
+
 def _prune(state: TrainState, prune_fn, arg) -> TrainState:
   """Event transform between jitted steps: new mask, re-masked params."""
   mask = prune_fn(state, arg)
   return state.replace(mask=mask,
                        params=sparsity.apply_mask(state.params, mask))
+
+
+def _model_summary(engine: "Engine", state, with_mask: bool = True) -> list:
+  """Per layer: params by bit width, memory (32-bit, packed), MACs by
+  precision, remaining weights (`binary.model_summary`)."""
+  layers = models_lib.layer_list(engine.model, engine.dataset.input_shape)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  mask = jax.device_get(state.mask) if with_mask else None
+  return binary.model_summary(layers, variables, mask)
 
 
 # ------------------------------------------------------------------- main --
@@ -513,6 +558,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
     return summary
 
   engine = Engine(config)
+  model_summary = _model_summary(engine, engine.abstract, with_mask=False)
+  if is_main:
+    print(binary.format_model_summary(model_summary), flush=True)
   prune_at = pruning.prune_events(config.pruning)
   state = train_phase(
       engine, workdir,
@@ -528,6 +576,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
                                  "test_loss": test["loss"]})
   writer.close()
   summary = _summary(config, engine.dataset, state, test)
+  summary["model_summary"] = _model_summary(engine, state)
   if is_main:
     _write_json(os.path.join(workdir, "summary.json"), summary)
     print(format_result(summary), flush=True)

@@ -77,6 +77,30 @@ _ACTIVATIONS = {
 }
 
 
+def _quantize_input(x, kind):
+  """The ``input_quantizer`` of a dense/conv entry (before any padding)."""
+  if kind is None:
+    return x
+  if kind == "sign":
+    return np.where(x >= 0, 1.0, -1.0)
+  if kind == "heaviside":
+    return np.where(x > 0, 1.0, 0.0)
+  raise ValueError(f"unknown input_quantizer {kind!r}")
+
+
+def _kernel_view(kernel, kind):
+  """The ``kernel_quantizer`` view of a stored kernel (0 stays 0)."""
+  if kind is None:
+    return kernel
+  view = np.where(kernel == 0, 0.0, np.where(kernel >= 0, 1.0, -1.0))
+  if kind == "sign":
+    return view
+  if kind == "magnitude_aware_sign":
+    axes = tuple(range(kernel.ndim - 1))
+    return view * np.abs(kernel).mean(axis=axes, keepdims=True)
+  raise ValueError(f"unknown kernel_quantizer {kind!r}")
+
+
 def run(layers, variables, x):
   """Evaluates ``layers`` on the batch ``x``; returns the last entry's output."""
   values = {"input": np.asarray(x, dtype=np.float64)}
@@ -88,6 +112,12 @@ def run(layers, variables, x):
     ins = [values[i] for i in entry["inputs"]]  # KeyError: not an earlier one
     p = {role: _get(variables, path) for role, path in entry["params"].items()}
     x0 = ins[0]
+    if op in ("dense", "conv"):
+      x0 = _quantize_input(x0, entry.get("input_quantizer"))
+      p["kernel"] = _kernel_view(p["kernel"], entry.get("kernel_quantizer"))
+    else:
+      assert "kernel_quantizer" not in entry, name
+      assert "input_quantizer" not in entry, name
     if op == "dense":
       assert len(ins) == 1
       y = np.tensordot(x0, p["kernel"], axes=([-1], [0]))

@@ -20,6 +20,7 @@ INPUT_SHAPES = {
     "conv2": CIFAR, "conv4": CIFAR, "conv6": CIFAR,
     "resnet20": CIFAR, "resnet56": CIFAR,
     "vgg11": CIFAR, "vgg16": CIFAR, "vgg19": CIFAR,
+    "binary_mlp": (28, 28, 1), "bnn_cnn": CIFAR,
 }
 BN_MODELS = ("resnet20", "resnet56", "vgg11", "vgg16", "vgg19")
 

@@ -19,6 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from experiments.models._binary import BinaryCNN, BinaryMLP, is_binary_kernel
 from experiments.models._convnets import Conv2, Conv4, Conv6, ConvNet
 from experiments.models._layers import LayerListError, layer_list
 from experiments.models._mlp import LeNet300100, MLP
@@ -29,7 +30,8 @@ __all__ = [
     "MODELS", "get_model", "layer_list", "abstract_variables",
     "LayerListError", "MLP", "LeNet300100", "ConvNet", "Conv2", "Conv4",
     "Conv6", "BasicBlock", "ResNet", "ResNet20", "ResNet56", "VGG", "VGG11",
-    "VGG16", "VGG19", "VGG_CFGS",
+    "VGG16", "VGG19", "VGG_CFGS", "BinaryMLP", "BinaryCNN",
+    "is_binary_kernel",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -43,6 +45,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "vgg11": VGG11,
     "vgg16": VGG16,
     "vgg19": VGG19,
+    "binary_mlp": BinaryMLP,
+    "bnn_cnn": BinaryCNN,
 }
 
 

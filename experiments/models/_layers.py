@@ -96,6 +96,30 @@ Ops (attributes in addition to the keys above; x is the first input):
                y[n, i, j, c] = x[n, i // FH, j // FW, c].
 ``gate``       channel gate (squeeze-excite): inputs [x, g], x (H, W, C),
                g (C,): y[n, h, w, c] = x[n, h, w, c] * g[n, c].
+
+Binary layers (``dense`` and ``conv`` only)
+-------------------------------------------
+A ``dense`` or ``conv`` entry MAY carry two more attributes; an absent one
+means null.  They name the *forward* function (the STE variants of training
+all forward to the same thing), so the evaluator needs no gradient rules:
+
+``kernel_quantizer``  null | "sign" | "magnitude_aware_sign".  The kernel
+               the layer multiplies by is the *view* of the stored (latent,
+               real) kernel W:
+               null                  W itself;
+               sign                  where(W == 0, 0, s(W));
+               magnitude_aware_sign  alpha * where(W == 0, 0, s(W)), with
+                                     alpha[o] = mean(|W[..., o]|) over all
+                                     axes but the last (zeros included);
+               s(w) = +1 where w >= 0 else -1.  A 0 weight (pruned) is 0 in
+               the view, never +-1.  Stochastic BinaryConnect records null:
+               its test-time kernel is W itself.
+``input_quantizer``   null | "sign" | "heaviside", applied elementwise to x
+               BEFORE the product and BEFORE zero padding (so conv padding
+               stays 0, not +-1):
+               sign       +1 where x >= 0, else -1;
+               heaviside  1 where x > 0, else 0 (x = 0 gives 0, as
+                          binary.ste_heaviside).
 """
 from __future__ import annotations
 
@@ -110,7 +134,8 @@ import jax
 import jax.numpy as jnp
 
 __all__ = [
-    "ACTIVATIONS", "LayerListError", "layer_list", "record", "recording_active",
+    "ACTIVATIONS", "INPUT_QUANTIZERS", "KERNEL_QUANTIZERS", "LayerListError",
+    "layer_list", "record", "recording_active",
     "dense", "conv", "batchnorm", "activation", "relu", "sign", "max_pool",
     "avg_pool", "global_avg_pool", "global_max_pool", "flatten", "add",
     "concat", "upsample", "gate",
@@ -119,6 +144,11 @@ __all__ = [
 OPS = ("dense", "conv", "batchnorm", "activation", "sign", "pool", "flatten",
        "add", "concat", "upsample", "gate")
 _RESERVED_KEYS = ("name", "op", "inputs", "params", "shape")
+# Values of the binary attributes of dense/conv entries (module docstring).
+KERNEL_QUANTIZERS = (None, "sign", "magnitude_aware_sign")
+INPUT_QUANTIZERS = (None, "sign", "heaviside")
+_QUANTIZER_ATTRS = {"kernel_quantizer": KERNEL_QUANTIZERS,
+                    "input_quantizer": INPUT_QUANTIZERS}
 
 
 def _hard_tanh(x):
@@ -235,6 +265,14 @@ def record(op: str, inputs: Sequence[Any], output, *,
   clash = set(attrs) & set(_RESERVED_KEYS)
   if clash:
     raise LayerListError(f"attributes may not be named {sorted(clash)}")
+  for attr, allowed in _QUANTIZER_ATTRS.items():
+    if attr not in attrs:
+      continue
+    if op not in ("dense", "conv"):
+      raise LayerListError(f"{attr!r} is an attribute of dense/conv only, "
+                           f"not of {op!r}")
+    if attrs[attr] not in allowed:
+      raise LayerListError(f"{attr} {attrs[attr]!r} is not one of {allowed}")
   in_names = [rec.name_of(a, op) for a in inputs]
   if name is None:
     name = rec.auto_name(attrs.get("kind", op) if op == "activation" else op)
