@@ -43,6 +43,7 @@ from binary._quantizers import identity
 from binary._quantizers import magnitude_aware_sign
 from binary._quantizers import QUANTIZERS
 from binary._quantizers import ste_heaviside
+from binary._quantizers import ste_identity_sign
 from binary._quantizers import ste_sign
 from binary._quantizers import stochastic_sign
 from binary._quantizers import swish_sign
@@ -71,6 +72,7 @@ __all__ = (
     "scale_by_glorot",
     "squared_hinge_loss",
     "ste_heaviside",
+    "ste_identity_sign",
     "ste_sign",
     "stochastic_sign",
     "swish_sign",

@@ -383,9 +383,26 @@ def identity(x: jax.Array) -> jax.Array:
   return x
 
 
+def ste_identity_sign(x: jax.Array) -> jax.Array:
+  """Sign forward, identity backward: the *unclipped* ("identity") STE.
+
+  ``ste_sign(x, clip=None)`` under a name of its own, so configs and sweeps
+  can choose it (the "identity STE" of Alizadeh et al., ICLR 2019, as
+  opposed to the clipped STE ``ste_sign``).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, binary
+    >>> jax.grad(lambda x: binary.ste_identity_sign(x).sum())(
+    ...     jnp.array([-3.0, 0.5])).tolist()
+    [1.0, 1.0]
+  """
+  return ste_sign(x, clip=None)
+
+
 QUANTIZERS: dict[str, Callable[..., jax.Array]] = {
     "identity": identity,
     "ste_sign": ste_sign,
+    "ste_identity_sign": ste_identity_sign,
     "approx_sign": approx_sign,
     "swish_sign": swish_sign,
     "magnitude_aware_sign": magnitude_aware_sign,

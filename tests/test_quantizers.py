@@ -151,9 +151,12 @@ def test_jit():
 
 def test_registry():
   assert sorted(binary.QUANTIZERS) == sorted(
-      ["identity", "ste_sign", "approx_sign", "swish_sign",
-       "magnitude_aware_sign", "ste_heaviside"])
+      ["identity", "ste_sign", "ste_identity_sign", "approx_sign",
+       "swish_sign", "magnitude_aware_sign", "ste_heaviside"])
   np.testing.assert_array_equal(binary.get_quantizer("identity")(X), X)
+  q = binary.get_quantizer("ste_identity_sign")  # the unclipped STE
+  np.testing.assert_array_equal(q(X), np.where(X >= 0, 1.0, -1.0))
+  np.testing.assert_array_equal(_grad(q, X), [1] * 7)
   np.testing.assert_array_equal(
       _grad(binary.get_quantizer("ste_sign", clip=None), X), [1] * 7)
   np.testing.assert_array_equal(

@@ -58,7 +58,7 @@ Quantizer = Optional[Union[str, Callable]]
 glorot_uniform = nn.initializers.glorot_uniform()
 
 # Quantizer (training function) -> forward function named in the layer list.
-_SIGN = ("ste_sign", "approx_sign", "swish_sign")
+_SIGN = ("ste_sign", "ste_identity_sign", "approx_sign", "swish_sign")
 _FORWARD = {None: None, "identity": None, "stochastic_sign": None,
             **{n: "sign" for n in _SIGN},
             "magnitude_aware_sign": "magnitude_aware_sign",
