@@ -37,3 +37,13 @@ def test_lottery_quickstart(tmp_path):
   assert (tmp_path / "run" / "summary.json").exists()
   assert any("image/png" in o.get("data", {}) for o in outputs)
   assert any("text/markdown" in o.get("data", {}) for o in outputs)
+
+
+def test_binary_quickstart(tmp_path):
+  outputs = _execute("binary_quickstart.ipynb", "\n".join([
+      "STEPS = 60", "HIDDEN = (16,)", f'WORKDIR = "{tmp_path / "runs"}"']),
+      tmp_path)
+  assert any("image/png" in o.get("data", {}) for o in outputs)
+  md = [o["data"]["text/markdown"] for o in outputs
+        if "text/markdown" in o.get("data", {})]
+  assert md and "float twin" in md[0]
