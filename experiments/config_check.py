@@ -82,6 +82,8 @@ def _validate_training_extras(config) -> None:
   """Optional fields of binary runs and ablations (absent = default)."""
   if "loss" in config:
     _choice(config.loss, ("cross_entropy", "squared_hinge"), "loss")
+  if "lr_decay_every" in config:
+    _positive_int(config, "lr_decay_every")
   for field in ("clip_weights", "grad_clip_norm"):
     if field in config:
       _require(config[field] >= 0, field,

@@ -17,7 +17,8 @@ import optax
 import binary
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw")
-SCHEDULES = ("constant", "cosine", "step", "warmup_cosine", "warmup_step")
+SCHEDULES = ("constant", "cosine", "step", "warmup_cosine", "warmup_step",
+             "exponential")
 
 
 def make_schedule(config, step_offset: int = 0) -> optax.Schedule:
@@ -27,7 +28,9 @@ def make_schedule(config, step_offset: int = 0) -> optax.Schedule:
   `lr_decay_factor` at each step in `lr_decay_steps`. warmup_cosine: linear
   warm-up over `warmup_steps`, then cosine. warmup_step: linear warm-up from
   0 over `warmup_steps`, then the step schedule (VGG-19 in Frankle & Carbin
-  2019). With `step_offset = k` the
+  2019). exponential: lr times `lr_decay_factor` once every `lr_decay_every`
+  steps (staircase; Lasagne's per-epoch `LR *= LR_decay` in BinaryConnect
+  and BNN). With `step_offset = k` the
   schedule is read at `t + k` (lottery LR rewinding replays it from k while
   the optimizer's own count starts at 0).
   """
@@ -43,6 +46,10 @@ def make_schedule(config, step_offset: int = 0) -> optax.Schedule:
   elif name == "warmup_cosine":
     sched = optax.warmup_cosine_decay_schedule(
         0.0, lr, warmup_steps=config.warmup_steps, decay_steps=total)
+  elif name == "exponential":
+    sched = optax.exponential_decay(
+        lr, transition_steps=int(config.get("lr_decay_every", 1)),
+        decay_rate=config.lr_decay_factor, staircase=True)
   elif name == "warmup_step":
     warm = optax.linear_schedule(0.0, lr, config.warmup_steps)
     step = optax.piecewise_constant_schedule(

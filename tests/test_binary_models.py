@@ -12,6 +12,7 @@ import pytest
 import binary
 from experiments import config_check
 from experiments import models
+from experiments import optimizers
 from experiments.models import _binary
 from experiments.models import _layers as L
 from tests import _layer_list_ref as ref
@@ -404,13 +405,16 @@ def test_paper_configs_hyperparameters():
   bnn = _config("bnn_mnist")
   assert bnn.model_kwargs.input_quantizer == "ste_sign"
   assert bnn.model_kwargs.hidden == (4096, 4096, 4096)
-  # Per-epoch exponential decay as a step schedule (Lasagne's LR *= decay
-  # after every epoch): one boundary per epoch after the first, and
-  # LR_start * decay^epochs = LR_fin.
+  # Per-epoch exponential decay (Lasagne's LR *= decay after every epoch):
+  # a staircase with one decay per epoch, LR_start * decay^epochs = LR_fin.
   for c, spe, epochs, lr_fin in ((bc, 500, 250, 3e-6),
                                  (cifar, 900, 500, 2e-6),
                                  (bnn, 500, 1000, 3e-7)):
     assert c.num_steps == spe * epochs
-    assert tuple(c.lr_decay_steps) == tuple(range(spe, c.num_steps, spe))
+    assert c.lr_schedule == "exponential" and c.lr_decay_every == spe
+    sched = optimizers.make_schedule(c)
+    assert float(sched(spe - 1)) == pytest.approx(c.learning_rate)
+    assert float(sched(spe)) == pytest.approx(
+        c.learning_rate * c.lr_decay_factor, rel=1e-6)
     assert c.learning_rate * c.lr_decay_factor ** epochs == pytest.approx(
         lr_fin, rel=1e-6)

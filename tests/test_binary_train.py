@@ -17,7 +17,6 @@ def _config(**overrides):
   config.log_every = 50
   config.eval_every = 100
   config.checkpoint_every = 100
-  config.lr_decay_steps = (100,)
   config.model_kwargs.hidden = (32, 32)
   for k, v in overrides.items():
     node = config

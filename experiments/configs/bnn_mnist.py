@@ -58,10 +58,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_batch_size = 1000
   config.optimizer = "adam"
   config.learning_rate = LR_START
-  # Lasagne's `LR *= LR_decay` after every epoch, as a step schedule.
-  config.lr_schedule = "step"
-  config.lr_decay_steps = tuple(range(STEPS_PER_EPOCH, config.num_steps,
-                                      STEPS_PER_EPOCH))
+  # Lasagne's `LR *= LR_decay` after every epoch (exponential staircase).
+  config.lr_schedule = "exponential"
+  config.lr_decay_every = STEPS_PER_EPOCH
   config.lr_decay_factor = (LR_FIN / LR_START) ** (1.0 / EPOCHS)
 
   config.log_every = 500
