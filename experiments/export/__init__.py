@@ -1,0 +1,54 @@
+"""Export of trained models to one ``.sbn`` file, and the CPU evaluator.
+
+    python -m launch.export --workdir=RUN [--level=N] --out=model.sbn
+    python -m launch.evaluate --model=model.sbn --dataset=digits
+
+Everything imported here is NumPy (+ numba, SciPy when present) only: the
+evaluator runs where JAX is not installed.  The JAX-side glue that reads a
+run's workdir is :func:`export_run` (imported lazily).  File format:
+``_format.py`` (container), ``_encode.py`` (layers and kernel encodings),
+``_pack.py`` (bit planes; version 2 adds BatchNorm read only through a
+sign stored as a per-channel threshold, ``bn_threshold=True``); evaluator: ``_evaluator.py`` (:class:`Model`:
+validation, the run, the per-layer plan, BatchNorm folding), ``_ops.py``
+(parameter-free ops, BatchNorm); kernels: ``_kernels.py`` (XNOR-popcount,
+uint64 words, numba with a NumPy twin), ``_sparse.py`` (CSR products, numba
+or SciPy), ``_linear.py`` (the kernel chosen per layer at load time, the
+CSR thresholds :data:`SPARSE_MAX_DENSITY`).  Benchmarks:
+``bench/xnor_kernels.py``, ``bench/sparse_kernels.py``,
+``bench/file_size.py``.
+"""
+from experiments.export._encode import ExportError
+from experiments.export._encode import check_pruned_zero
+from experiments.export._encode import encode
+from experiments.export._encode import sign_read_batchnorms
+from experiments.export._evaluator import Model
+from experiments.export._format import FormatError
+from experiments.export._format import VERSION
+from experiments.export._format import VERSIONS
+from experiments.export._format import read
+from experiments.export._format import write
+from experiments.export._kernels import numba_available
+from experiments.export._linear import SPARSE_MAX_DENSITY
+
+__all__ = [
+    "ExportError", "FormatError", "Model", "SPARSE_MAX_DENSITY", "VERSION",
+    "VERSIONS", "check_pruned_zero", "encode", "export_run",
+    "numba_available", "read", "sign_read_batchnorms", "write",
+    "write_model",
+]
+
+
+def write_model(path, layers, variables, mask=None, *, input_shape,
+                meta=None, overwrite=False, bn_threshold=False) -> int:
+  """:func:`encode` then :func:`write`; returns the file size in bytes."""
+  header, tensors = encode(layers, variables, mask, input_shape=input_shape,
+                           meta=meta, bn_threshold=bn_threshold)
+  return write(path, header, tensors, overwrite=overwrite)
+
+
+def export_run(workdir, out, *, level=None, overwrite=False,
+               bn_threshold=True) -> dict:
+  """Exports a run's newest checkpoint (needs JAX; see ``_from_run.py``)."""
+  from experiments.export import _from_run  # pylint: disable=g-import-not-at-top
+  return _from_run.export_run(workdir, out, level=level, overwrite=overwrite,
+                              bn_threshold=bn_threshold)

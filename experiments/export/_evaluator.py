@@ -1,0 +1,348 @@
+r"""The CPU reference evaluator: loads a ``.sbn`` file and runs it.
+
+    model = Model.load("model.sbn")          # validates everything
+    logits = model(images)                   # (N, *input_shape) float32
+    model.plan()                             # per layer: op, kernel, shape
+
+NumPy only, plus numba (XNOR-popcount kernels) and SciPy (CSR) when
+present; never JAX.  Loading checks the file (``_format.read``), then every
+entry: known op and attributes, unique names, inputs that are earlier
+entries, the tensors each role needs with the right dtype and shape, and
+finally runs one zero example through the model and compares every
+computed shape with the recorded ``"shape"``.  Any failure is a
+:class:`FormatError` with a one-line message.
+
+``Model(..., fold_batchnorm=True)`` folds BatchNorm into the preceding
+dense/conv where it is that layer's only reader (not the threshold
+encoding of format version 2, which outputs +-1 and reports
+``sign threshold``).
+
+Float layers compute in float32 with JAX's formulas (agreement to ~1e-6
+relative); binary layers' accumulations are exact integers.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from experiments.export import _format
+from experiments.export import _kernels
+from experiments.export import _linear
+from experiments.export import _ops
+from experiments.export import _pack
+from experiments.export._format import FormatError
+
+OPS = ("dense", "conv", "batchnorm", "activation", "sign", "pool", "flatten",
+       "add", "concat", "upsample", "gate")
+_KEYS = ("name", "op", "inputs", "params", "shape")
+_KERNEL_QUANTIZERS = (None, "sign", "magnitude_aware_sign")
+_INPUT_QUANTIZERS = (None, "sign", "heaviside")
+F32 = np.float32
+
+
+def _ints(v, n=None) -> bool:
+  return isinstance(v, list) and (n is None or len(v) == n) and all(
+      isinstance(d, int) and not isinstance(d, bool) for d in v)
+
+
+def _pairs(v) -> bool:
+  return isinstance(v, list) and len(v) == 2 and all(
+      _ints(p, 2) and min(p) >= 0 for p in v)
+
+
+class _Layer:
+  """One entry: ``fn(list of inputs) -> output`` plus what to report."""
+
+  def __init__(self, entry: dict, fn: Callable, kernel: str, linear=None):
+    self.entry, self.fn, self.kernel = entry, fn, kernel
+    self.linear = linear
+    self.name, self.op = entry["name"], entry["op"]
+    self.inputs = list(entry["inputs"])
+    self.shape = tuple(entry["shape"])
+
+
+def _check_attrs(e: dict) -> None:
+  name, op = e["name"], e["op"]
+  bad = lambda what: FormatError(f"layer {name!r} ({op}): bad {what}")
+  for attr, allowed in (("kernel_quantizer", _KERNEL_QUANTIZERS),
+                        ("input_quantizer", _INPUT_QUANTIZERS)):
+    if attr in e and (op not in ("dense", "conv") or e[attr] not in allowed):
+      raise FormatError(f"layer {name!r} ({op}): unknown {attr} "
+                        f"{e[attr]!r}")
+  if op == "conv":
+    if not (_ints(e.get("kernel_size"), 2) and _ints(e.get("strides"), 2)
+            and min(e["strides"]) > 0 and _pairs(e.get("padding"))):
+      raise bad("kernel_size/strides/padding")
+  elif op == "batchnorm":
+    if not isinstance(e.get("epsilon"), (int, float)) or e["epsilon"] < 0:
+      raise bad("epsilon")
+  elif op == "activation":
+    if e.get("kind") not in _ops.ACTIVATIONS:
+      raise FormatError(f"layer {name!r}: unknown activation "
+                        f"{e.get('kind')!r}")
+  elif op == "pool":
+    if e.get("kind") not in ("max", "avg") or not isinstance(
+        e.get("global"), bool):
+      raise bad("kind/global")
+    if not e["global"] and not (
+        _ints(e.get("window"), 2) and _ints(e.get("strides"), 2) and
+        min(e["window"] + e["strides"]) > 0 and _pairs(e.get("padding")) and
+        (e["kind"] == "max" or isinstance(e.get("count_include_pad"), bool))):
+      raise bad("window/strides/padding")
+  elif op == "concat":
+    if not isinstance(e.get("axis"), int) or e["axis"] >= 0:
+      raise bad("axis")
+  elif op == "upsample":
+    if e.get("method") != "nearest" or not _ints(e.get("scale"), 2) or min(
+        e["scale"]) < 1:
+      raise bad("method/scale")
+
+
+def _threshold_batchnorm(e, t, version):
+  """The threshold encoding of a BatchNorm read only through a sign
+  (``_encode.py``): +1 where x >= t (x <= t where the direction bit is
+  1), else -1."""
+  name, c = e["name"], e["shape"][-1]
+  if version < 2:
+    raise FormatError(f"layer {name!r}: the batchnorm threshold encoding "
+                      f"needs format version 2, the file is version "
+                      f"{version}")
+  if set(t) != {"threshold", "direction"}:
+    raise FormatError(f"layer {name!r}: a threshold batchnorm takes the "
+                      f"tensors 'threshold' and 'direction', got "
+                      f"{sorted(t)}")
+  thr, words = t["threshold"], t["direction"]
+  if thr.dtype != F32 or thr.shape != (c,):
+    raise FormatError(f"layer {name!r}: shape mismatch or wrong dtype in "
+                      "tensor 'threshold'")
+  if words.dtype != np.uint32 or words.shape != (_pack.num_words(c),):
+    raise FormatError(f"layer {name!r}: shape mismatch or wrong dtype in "
+                      "tensor 'direction'")
+  if not _pack.padding_is_zero(words, c):
+    raise FormatError(f"layer {name!r}: nonzero padding bits in "
+                      "'direction'")
+  if np.any(np.isnan(thr)):
+    raise FormatError(f"layer {name!r}: NaN in 'threshold'")
+  # _ops.threshold_sign with its per-channel factors computed once.
+  sgn = np.where(_pack.unpack(words, c), F32(-1), F32(1))
+  bound = (thr * sgn).astype(F32)
+  return lambda xs: np.where(xs[0] * sgn >= bound, F32(1), F32(-1))
+
+
+def _batchnorm(e, t):
+  for role in ("mean", "var", "scale", "bias"):
+    if role in t and (t[role].dtype != F32 or t[role].shape !=
+                      (e["shape"][-1],)):
+      raise FormatError(f"layer {e['name']!r}: shape mismatch or wrong dtype "
+                        f"in tensor {role!r}")
+  for role in ("mean", "var"):
+    if role not in t:
+      raise FormatError(f"layer {e['name']!r}: missing tensor for role "
+                        f"{role!r}")
+  mul, add = _ops.batchnorm_affine(t["mean"], t["var"], t.get("scale"),
+                                   t.get("bias"), e["epsilon"])
+  mean = t["mean"]
+  fn = lambda xs: (xs[0] - mean) * mul + add
+  fn.affine = (mean, mul, add)
+  return fn
+
+
+def _simple(e) -> Callable:
+  op = e["op"]
+  if op == "activation":
+    f = _ops.ACTIVATIONS[e["kind"]]
+    return lambda xs: f(xs[0])
+  if op == "sign":
+    return lambda xs: _ops.sign(xs[0])
+  if op == "pool":
+    return lambda xs: _ops.pool(xs[0], e)
+  if op == "flatten":
+    return lambda xs: xs[0].reshape(xs[0].shape[0], -1)
+  if op == "add":
+    def add(xs):
+      if any(x.shape != xs[0].shape for x in xs):
+        raise ValueError(f"add of shapes {[x.shape for x in xs]}")
+      y = xs[0]
+      for x in xs[1:]:
+        y = y + x
+      return y
+    return add
+  if op == "concat":
+    return lambda xs: np.concatenate(xs, axis=e["axis"])
+  if op == "upsample":
+    fh, fw = e["scale"]
+    return lambda xs: xs[0].repeat(fh, axis=1).repeat(fw, axis=2)
+  if op == "gate":
+    def gate(xs):
+      x, g = xs
+      if g.ndim != 2 or x.ndim != 4 or g.shape[-1] != x.shape[-1]:
+        raise ValueError(f"gate of {x.shape} by {g.shape}")
+      return x * g[:, None, None, :]
+    return gate
+  raise AssertionError(op)
+
+
+_ARITY = {"add": (2, None), "concat": (1, None), "gate": (2, 2)}
+
+
+class Model:
+  """A loaded model file; call it on a batch to get the logits."""
+
+  def __init__(self, header: dict, tensors: dict[str, np.ndarray], *,
+               use_numba: bool | None = None,
+               sparse_max_density: float | None = None,
+               fold_batchnorm: bool = False):
+    self.header, self.meta = header, header.get("meta", {})
+    self.version = header.get("version", 1)
+    self.use_numba = (_kernels.numba_available() if use_numba is None else
+                      bool(use_numba) and _kernels.numba_available())
+    shape = header.get("input_shape")
+    if not _ints(shape) or not shape or min(shape) < 1:
+      raise FormatError(f"bad input_shape {shape!r}")
+    self.input_shape = tuple(shape)
+    layers = header.get("layers")
+    if not isinstance(layers, list) or not layers:
+      raise FormatError("the file holds no layers")
+    shapes: dict[str, tuple] = {"input": self.input_shape}
+    used: set[str] = set()
+    self.layers: list[_Layer] = []
+    for e in layers:
+      self.layers.append(self._build(e, tensors, shapes, sparse_max_density))
+      used.update(e["inputs"])
+      shapes[e["name"]] = tuple(e["shape"])
+    unused = [l.name for l in self.layers[:-1] if l.name not in used]
+    if unused:
+      raise FormatError(f"layers not used by the output: {unused}")
+    self._dry_run()
+    if fold_batchnorm:
+      self._fold_batchnorm()
+
+  def _fold_batchnorm(self) -> None:
+    r"""Folds each BatchNorm whose input is a dense/conv layer read by
+    nothing else into that layer:
+    :math:`((xW + b) - \mu)\,m + a = x(W m) + ((b - \mu)\,m + a)`
+    (XNOR layers scale ``alpha`` instead, so their integer sums stay
+    exact).  The BatchNorm becomes the identity and reports
+    ``folded into <layer>``; results change by float32 rounding only."""
+    readers: dict[str, int] = {}
+    for l in self.layers:
+      for i in l.inputs:
+        readers[i] = readers.get(i, 0) + 1
+    by_name = {l.name: l for l in self.layers}
+    for l in self.layers:
+      if l.op != "batchnorm":
+        continue
+      src = by_name.get(l.inputs[0])
+      if getattr(l.fn, "affine", None) is None:
+        continue  # the threshold encoding: nothing to fold
+      if src is None or src.linear is None or readers[src.name] != 1:
+        continue
+      src.linear.fold_affine(*l.fn.affine)
+      src.kernel = src.linear.kernel
+      l.fn, l.kernel = (lambda xs: xs[0]), f"folded into {src.name}"
+
+  @classmethod
+  def load(cls, path: str, **kwargs) -> "Model":
+    """Reads and validates ``path``; raises :class:`FormatError`."""
+    header, tensors = _format.read(path)
+    return cls(header, tensors, **kwargs)
+
+  def _build(self, e, tensors, shapes, sparse_max_density) -> _Layer:
+    if not isinstance(e, dict) or any(k not in e for k in _KEYS):
+      name = e.get("name") if isinstance(e, dict) else None
+      raise FormatError(f"layer {name!r}: entry lacks one of {_KEYS}")
+    name, op = e["name"], e["op"]
+    if not isinstance(name, str) or name in shapes:
+      raise FormatError(f"layer {name!r}: duplicate or reserved name")
+    if op not in OPS:
+      raise FormatError(f"layer {name!r}: unknown op {op!r}")
+    ins = e["inputs"]
+    if not isinstance(ins, list) or not ins or any(
+        not isinstance(i, str) or i not in shapes for i in ins):
+      raise FormatError(f"layer {name!r}: inputs {ins!r} are not earlier "
+                        "layers")
+    lo, hi = _ARITY.get(op, (1, 1))
+    if len(ins) < lo or (hi is not None and len(ins) > hi):
+      raise FormatError(f"layer {name!r}: {op} takes {lo}..{hi or 'n'} "
+                        f"inputs, got {len(ins)}")
+    if not _ints(e["shape"]) or min(e["shape"], default=1) < 1:
+      raise FormatError(f"layer {name!r}: bad shape {e['shape']!r}")
+    params = e["params"]
+    if not isinstance(params, dict) or any(
+        not isinstance(v, str) for v in params.values()):
+      raise FormatError(f"layer {name!r}: bad params")
+    for role, tname in params.items():
+      if tname not in tensors:
+        raise FormatError(f"layer {name!r}: missing tensor {tname!r}")
+    _check_attrs(e)
+    in_shape = shapes[ins[0]]
+    if op in ("dense", "conv"):
+      _linear.check_shapes(e, tensors, in_shape)
+      sign_input = any(l.name == ins[0] and l.op == "sign"
+                       for l in self.layers)
+      lin = _linear.Linear(e, tensors, in_shape, use_numba=self.use_numba,
+                           sparse_max_density=sparse_max_density,
+                           sign_input=sign_input)
+      return _Layer(e, lambda xs: lin(xs[0]), lin.kernel, lin)
+    if params and op != "batchnorm":
+      raise FormatError(f"layer {name!r}: op {op} takes no tensors")
+    if op == "batchnorm":
+      t = {role: tensors[tname] for role, tname in params.items()}
+      st = e.get("storage")
+      if st is None:
+        return _Layer(e, _batchnorm(e, t), "numpy")
+      if st != {"batchnorm": "threshold"}:
+        raise FormatError(f"layer {name!r}: unknown batchnorm storage "
+                          f"{st!r}")
+      return _Layer(e, _threshold_batchnorm(e, t, self.version),
+                    "sign threshold")
+    return _Layer(e, _simple(e), "numpy")
+
+  def _dry_run(self) -> None:
+    """One zero example through the model: computed vs recorded shapes."""
+    self.run(np.zeros((1,) + self.input_shape, F32), check=True)
+
+  def run(self, x: np.ndarray, *, timings: dict[str, float] | None = None,
+          outputs: dict[str, np.ndarray] | None = None,
+          check: bool = False) -> np.ndarray:
+    """Logits of the batch ``x`` (N, *input_shape).
+
+    ``timings`` (a dict) accumulates seconds per layer name; ``outputs``
+    (a dict) receives every layer's output.  ``check`` compares every
+    output shape with the recorded one.
+    """
+    x = np.asarray(x, F32)
+    if x.shape[1:] != self.input_shape:
+      raise ValueError(f"input of shape {x.shape[1:]}, the model takes "
+                       f"{self.input_shape}")
+    values: dict[str, np.ndarray] = {"input": x}
+    for layer in self.layers:
+      ins = [values[i] for i in layer.inputs]
+      t0 = time.perf_counter()
+      try:
+        y = layer.fn(ins)
+      except (ValueError, IndexError) as e:
+        if not check:
+          raise
+        raise FormatError(f"layer {layer.name!r}: shape mismatch: "
+                          f"{str(e).splitlines()[0]}") from None
+      y = np.asarray(y, F32)
+      if timings is not None:
+        timings[layer.name] = timings.get(layer.name, 0.0) + (
+            time.perf_counter() - t0)
+      if check and y.shape[1:] != layer.shape:
+        raise FormatError(f"layer {layer.name!r}: shape mismatch: computes "
+                          f"{y.shape[1:]}, the file records {layer.shape}")
+      values[layer.name] = y
+    if outputs is not None:
+      outputs.update(values)
+    return values[self.layers[-1].name]
+
+  __call__ = run
+
+  def plan(self) -> list[dict[str, Any]]:
+    """Per layer: name, op, kernel chosen at load, output shape."""
+    return [{"name": l.name, "op": l.op, "kernel": l.kernel,
+             "shape": list(l.shape)} for l in self.layers]

@@ -1,0 +1,80 @@
+r"""Exports a trained run to one ``.sbn`` file for the CPU evaluator.
+
+  python -m launch.export --workdir=RUN --out=model.sbn [--level=N] \
+      [--overwrite] [--nobn_threshold]
+
+Reads RUN/config.json and the newest checkpoint of RUN (``--level=N``: of
+the lottery level RUN/level_NN), records the layer list from the model and
+writes weights, masks and bit-packed binary kernels (format:
+``experiments/export/_format.py``, ``_encode.py``).  An existing --out is
+never replaced without --overwrite; the file appears atomically.  A
+BatchNorm read only through a sign (BNN, NIN) is stored as one float32
+threshold and one direction bit per channel, exactly equivalent (format
+version 2); ``--nobn_threshold`` keeps its four vectors (version 1).
+
+Exit codes: 0 success, 2 bad input, with a one-line message naming it (no
+run / level / checkpoint, a lottery run without --level, --out exists or
+its directory does not, a pruned weight that is not exactly 0, a bad
+config, a model without a layer list).
+"""
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.")
+_OUT = flags.DEFINE_string("out", None, "The file to write (.sbn).")
+_LEVEL = flags.DEFINE_integer("level", None,
+                              "Lottery level N: exports RUN/level_NN.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False,
+                               "Replace an existing --out.")
+_BN_THRESHOLD = flags.DEFINE_bool(
+    "bn_threshold", True, "Store BatchNorms read only through a sign as "
+    "per-channel thresholds (format version 2).")
+
+
+def _fail(message: str, code: int = 2) -> None:
+  print(f"launch.export: error: {message}", file=sys.stderr, flush=True)
+  sys.exit(code)
+
+
+def parse_flags(argv):
+  """absl flag parsing with a one-line error and exit code 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    _fail(str(e).splitlines()[0] if str(e) else repr(e))
+
+
+def main(argv):
+  if len(argv) > 1:
+    _fail(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not _WORKDIR.value:
+    _fail("--workdir is required")
+  if not _OUT.value:
+    _fail("--out is required")
+  if _LEVEL.value is not None and _LEVEL.value < 0:
+    _fail("--level must be >= 0")
+  logging.set_verbosity(logging.WARNING)
+  from experiments import export  # pylint: disable=g-import-not-at-top
+  try:
+    info = export.export_run(_WORKDIR.value, _OUT.value, level=_LEVEL.value,
+                             overwrite=_OVERWRITE.value,
+                             bn_threshold=_BN_THRESHOLD.value)
+  except (OSError, ValueError, KeyError) as e:
+    # Missing run / level / checkpoint, an existing --out, a pruned weight
+    # that is not 0 (ExportError), a bad config (ConfigError), a model
+    # without a layer list (LayerListError): all ValueError or OSError.
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, KeyError):
+      message = f"missing key {message}"
+    _fail(message)
+  print(f"wrote {info['out']}: {info['bytes']} bytes, {info['layers']} "
+        f"layers, {info['model']} on {info['dataset']} at step "
+        f"{info['step']}" + (f", level {info['level']}"
+                             if info["level"] is not None else ""))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=parse_flags)
