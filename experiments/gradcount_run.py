@@ -1,0 +1,294 @@
+"""The gradient-count driver: composite schedule of checkpointed events.
+
+`run(config, workdir)` is what `launch.train` calls for a config with a
+`gradcount` section (the method is the project's reading of Khan et al.
+2022, whose body is not available: see `sparsity/_gradcount.py` and
+METHODS.md 3.1). One `train.train_phase` over [0, num_steps) on a
+`train.Engine` whose optimizer is
+
+    optax.chain(sparsity.count_gradients(eps), sparsity.masked(inner))
+
+and whose events (`sparsity.composite_schedule`) are applied by
+`event_fn` between jitted steps; every event step is a checkpoint, so a
+killed run resumes from the last event or checkpoint bit-identically (the
+counts live in the optimizer state, the mask in the TrainState):
+
+    [0, warmup)                  dense warm-up
+    warmup                       counts reset
+    every `window` steps         the window's activity a = count / window
+      (the joint phase, until      gradcount: count-weighted shrinkage,
+       warmup + joint)              pruning of inactive weights (budget),
+                                    and every `redundancy_every` steps
+                                    removal of redundant filters;
+                                  l1: uniform shrinkage (same lam), and at
+                                    the end global magnitude pruning to
+                                    `target_sparsity`;
+                                  magnitude: gradual global magnitude
+                                    pruning (cubic) to `target_sparsity`
+    (warmup + joint, num_steps]  masked fine-tune (mask frozen)
+
+`l1` and `magnitude` are the controls at the same final sparsity: set
+`gradcount.target_sparsity`, or `gradcount.match_workdir` to a finished
+gradcount run whose kernel remaining fraction they then match.
+
+The mask covers the kernels and, for the layers whose filters may be
+removed (convs that are not depthwise and not a logits layer, minus
+`filter_exclude` globs), their bias and following BatchNorm scale/shift, so
+a removed filter's channel is exactly 0. Its structure is fixed at init, so
+no event retraces the step.
+
+Workdir: `config.json`, `metrics.jsonl`, `checkpoints/`, `summary.json`
+(segmentation runs: `final` with dice, mean_iou, remaining_fraction,
+filters_remaining_fraction, memory_bytes, and `layer_report`), plus
+`events.jsonl` (one line per event: step, kept weights and filters).
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments import config_check
+from experiments import metrics as metrics_lib
+from experiments import models as models_lib
+from experiments import optimizers
+from experiments import segmentation
+from experiments import train
+import sparsity
+
+METHODS = ("gradcount", "l1", "magnitude")
+REDUNDANCY = ("max_cosine", "orthogonality")
+
+
+# ----------------------------------------------------------- building ----
+def removable_layers(layers: list, exclude=()) -> list[str]:
+  """Conv layers whose filters may be removed: not depthwise (grouped), not
+  a logits layer (`segmentation.output_layers`), not matching a glob of
+  `exclude`."""
+  outputs = set(segmentation.output_layers(layers))
+  return [e["name"] for e in layers
+          if e["op"] == "conv" and "kernel" in e["params"]
+          and int(e.get("feature_group_count", 1)) == 1
+          and e["name"] not in outputs
+          and not any(fnmatch.fnmatchcase(e["name"], p) for p in exclude)]
+
+
+def _is_kernel(name: str) -> bool:
+  return name.endswith("/kernel")
+
+
+class _Setup:
+  """Engine, layer list, removable layers and their channel groups."""
+
+  def __init__(self, config):
+    gc = config.gradcount
+    base = train.build(config)
+    self.layers = models_lib.layer_list(base.model, base.dataset.input_shape)
+    self.removable = removable_layers(self.layers,
+                                      tuple(gc.get("filter_exclude", ())))
+    groups = sparsity.channel_groups(self.layers)
+    self.groups = {n: groups.get(n, []) for n in self.removable}
+    inner = optimizers.make_optimizer(
+        config, binary_include=models_lib.is_binary_kernel)
+    tx = optax.chain(sparsity.count_gradients(float(gc.eps)),
+                     sparsity.masked(inner))
+
+    def init_state(rng):
+      state = base.init_state(rng)
+      ones = {n: jnp.ones((_kernel(state.params, n).shape[-1],), jnp.bool_)
+              for n in self.removable}
+      mask = sparsity.expand_filter_masks(state.params, ones, self.groups,
+                                          mask=state.mask)
+      return state.replace(opt_state=tx.init(state.params), mask=mask)
+
+    self.engine = train.Engine(config, train.Run(
+        base.dataset, base.model, tx, init_state))
+
+
+def _kernel(params, layer: str):
+  node = params
+  for k in layer.split("/"):
+    node = node[k]
+  return node["kernel"]
+
+
+def _score_fn(kind: str):
+  if kind == "orthogonality":
+    return lambda kernel, kept: sparsity.orthogonality_scores(kernel)
+  return lambda kernel, kept: sparsity.max_cosine_scores(kernel, kept)
+
+
+_filters_of = jax.jit(sparsity.filters_of)  # one compile, not one per op
+
+
+def kernel_counts(mask, params, layers: list[str]) -> dict:
+  """Kept/total kernel weights and kept/total filters of `layers`."""
+  kept = total = 0
+  leaves = [(n, m) for n, m in sparsity.masked_leaves(mask) if _is_kernel(n)]
+  for _, m in leaves:
+    kept += int(np.sum(np.asarray(m)))
+    total += int(np.size(m))
+  alive = jax.device_get(_filters_of(mask, params))
+  f_kept = sum(int(np.sum(np.asarray(alive[n]))) for n in layers)
+  f_total = sum(int(np.size(alive[n])) for n in layers)
+  return {"weights_kept": kept, "weights": total, "filters_kept": f_kept,
+          "filters": f_total}
+
+
+# ------------------------------------------------------------- events ----
+def make_event_fn(config, setup: _Setup, target: float, workdir: str):
+  """`event_fn(state, Event) -> state` of the configured method."""
+  gc = config.gradcount
+  method = gc.method
+  warmup, joint = int(gc.warmup_steps), int(gc.joint_steps)
+  score_fn = jax.jit(_score_fn(gc.redundancy))
+  include = _is_kernel
+  # The tree-wide event maths, compiled once per run (op by op, every leaf
+  # and op would compile on its own).
+  lam, rho, budget = float(gc.lam), float(gc.rho), float(gc.prune_budget)
+
+  @jax.jit
+  def gradcount_update(params, mask, opt):
+    act = sparsity.activity(sparsity.find_count_state(opt))
+    params = sparsity.count_weighted_shrink(params, act, mask, lam)
+    mask = sparsity.prune_inactive(params, mask, act, rho, budget)
+    return params, mask
+
+  l1_update = jax.jit(lambda params, mask: sparsity.shrink(params, mask, lam,
+                                                           include))
+  finish = jax.jit(lambda params, mask, opt, reset: (
+      sparsity.apply_mask(params, mask),
+      jax.lax.cond(reset, sparsity.reset_counts, lambda o: o, opt)))
+
+  def log(step: int, mask, params, what: str) -> None:
+    if jax.process_index() != 0:
+      return
+    row = {"step": step, "event": what,
+           **kernel_counts(mask, params, setup.removable)}
+    path = os.path.join(workdir, "events.jsonl")
+    lines = []
+    if os.path.exists(path):  # an event re-run after a resume replaces
+      with open(path) as f:   # its line (and any later one)
+        lines = [l for l in f if l.strip()
+                 and json.loads(l)["step"] < step]
+    lines.append(json.dumps(row) + "\n")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+      f.writelines(lines)
+    os.replace(tmp, path)
+
+  def event_fn(state, ev):
+    step = int(state.step)
+    params, mask, opt = state.params, state.mask, state.opt_state
+    what = []
+    if ev.update:
+      if method == "gradcount":
+        params, mask = gradcount_update(params, mask, opt)
+        what.append("shrink+prune")
+        if ev.redundancy and setup.removable:
+          alive = sparsity.filters_of(mask, params)
+          kernels = {n: _kernel(params, n) for n in setup.removable}
+          new = sparsity.redundant_filters(
+              kernels, {n: alive[n] for n in setup.removable}, score_fn,
+              float(gc.s_max), min_keep=int(gc.min_keep),
+              budget=float(gc.filter_budget))
+          mask = sparsity.filter_mask_update(params, mask, new, setup.groups)
+          what.append("redundancy")
+      elif method == "l1":
+        params = l1_update(params, mask)
+        what.append("shrink")
+        if ev.last:
+          mask = sparsity.prune_global_to(params, mask, target, include)
+          what.append("prune")
+      else:  # magnitude
+        s = float(sparsity.polynomial_sparsity(
+            step, final=target, begin=warmup, end=warmup + joint))
+        mask = sparsity.prune_global_to(params, mask, s, include)
+        what.append(f"prune:{s:.4f}")
+    if ev.reset:
+      what.append("reset")
+    params, opt = finish(params, mask, opt, ev.reset)
+    log(step, jax.device_get(mask), jax.device_get(params), ",".join(what))
+    return state.replace(params=params, mask=mask, opt_state=opt)
+
+  return event_fn
+
+
+# -------------------------------------------------------------- target ----
+def control_target(config) -> float:
+  """The final kernel sparsity of the l1 / magnitude controls (0 for
+  gradcount): `target_sparsity`, or 1 - the remaining fraction of the
+  finished run in `match_workdir`."""
+  gc = config.gradcount
+  if gc.method == "gradcount":
+    return 0.0
+  if gc.get("match_workdir", ""):
+    path = os.path.join(os.path.expanduser(gc.match_workdir), "summary.json")
+    if not os.path.exists(path):
+      raise config_check.ConfigError(
+          f"config.gradcount.match_workdir: no finished run there ({path} "
+          "does not exist)")
+    with open(path) as f:
+      return 1.0 - float(json.load(f)["final"]["remaining_fraction"])
+  return float(gc.target_sparsity)
+
+
+# --------------------------------------------------------------- main ----
+def run(config, workdir: str) -> dict:
+  """Trains a gradcount / l1 / magnitude run in `workdir`; the summary."""
+  # Everything that can refuse the run does so before anything is written.
+  config_check.validate(config, device_count=jax.device_count())
+  train._check_workdir(config, workdir)  # pylint: disable=protected-access
+  is_main = jax.process_index() == 0
+  summary = train._stored_summary(workdir)  # pylint: disable=protected-access
+  if summary is not None:
+    if is_main:
+      print(f"Run in {workdir} already finished; stored result:")
+      print(train.format_result(summary), flush=True)
+    return summary
+  target = control_target(config)
+  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+  gc = config.gradcount
+  setup = _Setup(config)
+  engine = setup.engine
+  events = sparsity.composite_schedule(
+      int(gc.warmup_steps), int(gc.joint_steps), int(gc.window),
+      int(gc.redundancy_every))
+  if is_main:
+    print(f"gradcount driver: method {gc.method}, target sparsity "
+          f"{target:.4f}, {len(events)} events, filter-removable layers: "
+          f"{len(setup.removable)}", flush=True)
+  state = train.train_phase(
+      engine, workdir, lambda: engine.init(jax.random.PRNGKey(config.seed)),
+      end_step=config.num_steps, data_seed=config.seed, prune_at=events,
+      event_fn=make_event_fn(config, setup, target, workdir),
+      checkpoint_start=False, label=f"gradcount[{gc.method}]")
+  with jax.set_mesh(engine.mesh):
+    test = engine.evaluate(state.params, state.batch_stats, "test")
+  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
+  writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
+  writer.close()
+  summary = train._summary(config, engine.dataset, state, test)  # pylint: disable=protected-access
+  if engine.task == "segmentation":
+    summary.update(train.segmentation_summary(engine, state, test))
+  else:
+    counts = kernel_counts(jax.device_get(state.mask),
+                           jax.device_get(state.params), setup.removable)
+    summary["final"]["remaining_fraction"] = (
+        counts["weights_kept"] / max(counts["weights"], 1))
+    summary["final"]["filters_remaining_fraction"] = (
+        counts["filters_kept"] / max(counts["filters"], 1))
+  summary["gradcount"] = {"method": gc.method, "target_sparsity": target,
+                          "removable_layers": setup.removable}
+  if is_main:
+    train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
+    print(train.format_result(summary), flush=True)
+    if "layer_report" in summary:
+      print(segmentation.format_layer_report(summary["layer_report"]),
+            flush=True)
+  return summary
