@@ -1,0 +1,424 @@
+"""The BENN driver: K binary members, bagging or boosting, as phases.
+
+`run(config, workdir)` is what `launch.train` calls for a config with a
+`benn` section (`config.benn`: `members` K, `ensemble` bagging | boost_a |
+boost_b | boost_c | boost_d, `mode` independent | sequential, `parallel`
+vmap | loop, `shrinkage`, `c_scale`, `soft_vote` scores | probabilities).
+Every member trains `num_steps` steps with the run's optimizer and a
+schedule that restarts at 0 (the official code resets the LR per member).
+
+    WORKDIR/config.json
+    WORKDIR/stacked/          bagging + independent + vmap: the K members
+                              as ONE stacked TrainState (leading axis K),
+                              checkpoints/, metrics.jsonl, scores_test.npy
+                              (K, N, C), result.json when done
+    WORKDIR/member_NN/        otherwise one phase per member (train.
+                              train_phase): checkpoints/, metrics.jsonl,
+                              scores_test.npy (N, C), boost.json (boosting:
+                              eps, alpha, the next weights' file), result.json
+    WORKDIR/summary.json, benn.md, benn.png
+
+Independent bagging trains all members together: `jax.vmap` of the
+trainer's own step over the stacked state and a stacked batch (member k's
+batch comes from its bootstrap sample); with at least K devices the
+vmapped step runs under `jax.shard_map`, one member per device. Sequential
+members start from the previous member's weights and BatchNorm statistics
+(fresh optimizer state); independent ones from their own initialisation
+(key `fold_in(PRNGKey(seed), k)`). Boosting is sequential by nature (member
+k's data depends on member k-1's errors): one phase per member, on N
+indices resampled with the boosting weights (one draw per member; the
+official `WeightedRandomSampler` redraws every epoch), weights updated with
+`binary.boost_weights` from the member's errors on the whole training set.
+
+A member is done when its `result.json` exists; its start is a pure
+function of earlier members' checkpoints and files, so a killed run resumes
+in the member (or the stacked phase) it was in, from its newest checkpoint.
+
+Summary (`summary.json`): `single.test_accuracy` (the first member alone),
+`ensemble` = accuracy of the first k members for k = 1..K by hard and soft
+vote (`binary.ensemble_curve`, member weights alpha for boosting, 1 for
+bagging), `members` (each member's test accuracy, alpha, eps).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+
+import jax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+import jax.numpy as jnp
+import numpy as np
+
+import binary
+from experiments import checkpointing
+from experiments import data as data_lib
+from experiments import metrics as metrics_lib
+from experiments import train
+
+
+class IndexedSource:
+  """A view of a source at given indices (a bootstrap or boosting sample).
+
+  In-memory sources are gathered once (`.arrays`, the batching fast path);
+  record sources read through.
+  """
+
+  def __init__(self, source, indices):
+    self._source = source
+    self._indices = np.asarray(indices, np.int64)
+    arrays = getattr(source, "arrays", None)
+    if arrays is not None:
+      self.arrays = {k: v[self._indices] for k, v in arrays.items()}
+
+  def __len__(self) -> int:
+    return int(self._indices.shape[0])
+
+  def __getitem__(self, index: int):
+    return self._source[int(self._indices[index])]
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _save_npy(path: str, array) -> None:
+  tmp = path + ".tmp.npy"
+  np.save(tmp, np.asarray(array))
+  os.replace(tmp, path)
+
+
+def member_seed(seed: int, member: int, tag: int) -> int:
+  """A derived seed (data order of member k: tag 1)."""
+  return int(np.random.default_rng([int(seed), int(member), int(tag)])
+             .integers(0, 2**31 - 1))
+
+
+class _Driver:
+  """One BENN run: the engine, the members' data and the member loop."""
+
+  def __init__(self, config, workdir: str):
+    self.config, self.workdir = config, workdir
+    self.bc = config.benn
+    self.k = int(self.bc.members)
+    self.engine = train.Engine(config)
+    self.model = self.engine.model
+    self.train_src = self.engine.dataset.splits["train"]
+    self.n = len(self.train_src)
+    self.is_main = jax.process_index() == 0
+    self.boost = self.bc.ensemble.startswith("boost")
+    self.variant = self.bc.ensemble[-1] if self.boost else None
+    self._score = jax.jit(lambda p, bs, x: self.model.apply(
+        {"params": p, "batch_stats": bs} if bs else {"params": p}, x,
+        train=False))
+
+  # -- layout ---------------------------------------------------------------
+  def stacked(self) -> bool:
+    return (not self.boost and self.bc.mode == "independent"
+            and self.bc.parallel == "vmap")
+
+  def member_dir(self, k: int) -> str:
+    return os.path.join(self.workdir, f"member_{k:02d}")
+
+  # -- members' data ----------------------------------------------------------
+  def weights(self, k: int) -> np.ndarray:
+    """Boosting weights member k trains with (uniform for k = 0)."""
+    if k == 0:
+      return np.full(self.n, 1.0 / self.n)
+    return np.load(os.path.join(self.member_dir(k - 1), "weights_next.npy"))
+
+  def indices(self, k: int) -> np.ndarray:
+    if self.boost:
+      return binary.resample_indices(self.config.seed, k, self.weights(k))
+    return binary.bootstrap_indices(self.config.seed, k, self.n)
+
+  def source(self, k: int) -> IndexedSource:
+    return IndexedSource(self.train_src, self.indices(k))
+
+  def member_engine(self, k: int) -> train.Engine:
+    """The engine with member k's sample as its train split (compiled steps
+    shared)."""
+    eng = copy.copy(self.engine)
+    ds = self.engine.dataset
+    eng.dataset = dataclasses.replace(
+        ds, splits={**ds.splits, "train": self.source(k)})
+    return eng
+
+  # -- scores ---------------------------------------------------------------
+  def scores(self, params, batch_stats, split: str, stacked=False):
+    """Network outputs on a whole split: (N, C), or (K, N, C) stacked."""
+    fn = self._score
+    if stacked:
+      if not hasattr(self, "_vscore"):
+        self._vscore = jax.jit(jax.vmap(
+            lambda p, bs, x: self.model.apply(
+                {"params": p, "batch_stats": bs} if bs else {"params": p},
+                x, train=False), in_axes=(0, 0, None)))
+      fn = self._vscore
+      # On one device: XLA's partitioner rejects the vmapped (grouped) convs
+      # of member-sharded params.
+      params, batch_stats = jax.device_get((params, batch_stats))
+    out = []
+    for batch in data_lib.eval_batches(
+        self.engine.dataset.splits[split],
+        batch_size=self.config.eval_batch_size):
+      s = np.asarray(fn(params, batch_stats, batch["image"]))
+      valid = batch["weight"] > 0
+      out.append(s[:, valid] if stacked else s[valid])
+    return np.concatenate(out, axis=1 if stacked else 0)
+
+  def labels(self, split: str) -> np.ndarray:
+    src = self.engine.dataset.splits[split]
+    arrays = getattr(src, "arrays", None)
+    if arrays is not None:
+      return np.asarray(arrays["label"])
+    return np.asarray([src[i]["label"] for i in range(len(src))])
+
+  # -- one member per phase ---------------------------------------------------
+  def start(self, k: int):
+    eng = self.engine
+    if not hasattr(self, "_init"):
+      self._init = jax.jit(eng.run.init_state)
+    fresh = self._init(jax.random.fold_in(jax.random.PRNGKey(
+        self.config.seed), k))
+    if self.bc.mode == "sequential" and k > 0:
+      _, restored = eng.restore(self.member_dir(k - 1))
+      prev = restored[0]
+      return fresh.replace(params=prev.params, batch_stats=prev.batch_stats,
+                           opt_state=eng.run.tx.init(prev.params))
+    return fresh
+
+  def run_member(self, k: int) -> dict:
+    d = self.member_dir(k)
+    path = os.path.join(d, "result.json")
+    if os.path.exists(path):
+      return _read_json(path)
+    eng = self.member_engine(k)
+    state = train.train_phase(
+        eng, d, lambda: self.start(k), end_step=self.config.num_steps,
+        data_seed=member_seed(self.config.seed, k, 1),
+        eval_splits=("validation",),
+        label=f"BENN member {k + 1}/{self.k} ({self.bc.ensemble}, "
+              f"{self.bc.mode})")
+    test = self.scores(state.params, state.batch_stats, "test")
+    out = {"member": k,
+           "test_accuracy": float(np.mean(test.argmax(-1) ==
+                                          self.labels("test"))),
+           "end_step": int(state.step)}
+    if self.is_main:
+      os.makedirs(d, exist_ok=True)
+      _save_npy(os.path.join(d, "scores_test.npy"), test.astype(np.float32))
+    if self.boost:
+      train_scores = self.scores(state.params, state.batch_stats, "train")
+      miss = (train_scores.argmax(-1) != self.labels("train")).astype(float)
+      w, alpha, eps = binary.boost_weights(
+          self.weights(k), miss, self.variant,
+          num_classes=self.engine.dataset.num_classes,
+          shrinkage=float(self.bc.shrinkage),
+          c_scale=float(self.bc.c_scale) or None)
+      if self.is_main:
+        _save_npy(os.path.join(d, "weights_next.npy"), w)
+      out.update(alpha=alpha, eps=eps, train_error=float(miss.mean()))
+    else:
+      out.update(alpha=1.0)
+    if self.is_main:
+      train._write_json(path, out)  # pylint: disable=protected-access
+    return out
+
+  # -- the stacked phase (independent bagging) --------------------------------
+  def _stacked_setup(self):
+    eng, k = self.engine, self.k
+    step = jax.vmap(train.make_train_step(self.model, eng.run.tx, eng.loss))
+    devices = jax.devices()
+    if len(devices) >= k:
+      mesh = Mesh(np.asarray(devices[:k]), ("member",))
+      step = jax.shard_map(step, mesh=mesh, in_specs=(P("member"),
+                                                      P("member")),
+                           out_specs=(P("member"), P("member")))
+      sharding = NamedSharding(mesh, P("member"))
+    else:
+      sharding = jax.sharding.SingleDeviceSharding(devices[0])
+    keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(
+        self.config.seed), i) for i in range(k)])
+    init = jax.vmap(eng.run.init_state)
+    abstract = jax.eval_shape(init, keys)
+    shardings = jax.tree.map(lambda _: sharding, abstract)
+    jstep = jax.jit(step, donate_argnums=0,
+                    in_shardings=(shardings, sharding),
+                    out_shardings=(shardings, sharding))
+    return (jstep, jax.jit(init, out_shardings=shardings), keys, abstract,
+            shardings, sharding)
+
+  def run_stacked(self) -> list[dict]:
+    d = os.path.join(self.workdir, "stacked")
+    path = os.path.join(d, "result.json")
+    if os.path.exists(path):
+      return _read_json(path)["members"]
+    config, k = self.config, self.k
+    jstep, init, keys, abstract, shardings, sharding = self._stacked_setup()
+    mngr = checkpointing.manager(d, keep=config.keep_checkpoints)
+    restored = checkpointing.restore_latest(
+        mngr, checkpointing.abstract_like(abstract, shardings))
+    if restored is None:
+      state = init(keys)
+      checkpointing.save(mngr, 0, state, {"data_position": 0,
+                                          "phase": "stacked"})
+    else:
+      state = restored[0]
+    step = int(np.asarray(state.step)[0])
+    sources = [self.source(i) for i in range(k)]
+    seeds = [member_seed(config.seed, i, 1) for i in range(k)]
+    writer = metrics_lib.MetricWriter(d, resume_step=step)
+    progress = metrics_lib.Progress(step, config.num_steps)
+    if self.is_main:
+      where = (f", shard_map over {k} devices"
+               if isinstance(sharding, NamedSharding) else "")
+      print(f"BENN: {k} bagging members trained together (vmap{where}), "
+            f"steps {step}..{config.num_steps}", flush=True)
+    pending = []
+    while step < config.num_steps:
+      batches = [data_lib.train_batch(src, step,
+                                      batch_size=config.batch_size, seed=s)
+                 for src, s in zip(sources, seeds)]
+      batch = {key: np.stack([b[key] for b in batches])
+               for key in batches[0]}
+      state, m = jstep(state, batch)
+      pending.append(m)
+      step += 1
+      if step % config.log_every == 0 or step == config.num_steps:
+        vals = jax.device_get(pending)
+        losses = np.asarray([v["loss"] for v in vals])
+        if not np.isfinite(losses).all():
+          raise train.NonFiniteLossError(
+              f"non-finite training loss in steps {step - len(vals) + 1}.."
+              f"{step} of the stacked members; the last good checkpoint is "
+              f"step {mngr.latest_step()}")
+        rate, eta = progress.update(step)
+        writer.write(step, {
+            "train_loss": float(losses.mean()),
+            "train_accuracy": float(np.mean([v["accuracy"] for v in vals])),
+            "steps_per_sec": rate})
+        if self.is_main:
+          print(progress.line(step, float(losses.mean()), rate, eta),
+                flush=True)
+        pending = []
+      if step % config.checkpoint_every == 0 or step == config.num_steps:
+        checkpointing.save(mngr, step, state, {"data_position": step,
+                                               "phase": "stacked"})
+    writer.close()
+    test = self.scores(state.params, state.batch_stats, "test", stacked=True)
+    labels = self.labels("test")
+    members = [{"member": i, "alpha": 1.0, "end_step": step,
+                "test_accuracy": float(np.mean(test[i].argmax(-1) == labels))}
+               for i in range(k)]
+    if self.is_main:
+      _save_npy(os.path.join(d, "scores_test.npy"), test.astype(np.float32))
+      train._write_json(path, {"members": members})  # pylint: disable=protected-access
+    return members
+
+  # -- the loop ---------------------------------------------------------------
+  def run(self) -> dict:
+    if self.stacked():
+      members = self.run_stacked()
+      scores = np.load(os.path.join(self.workdir, "stacked",
+                                    "scores_test.npy"))
+    else:
+      members = [self.run_member(k) for k in range(self.k)]
+      scores = np.stack([np.load(os.path.join(self.member_dir(k),
+                                              "scores_test.npy"))
+                         for k in range(self.k)])
+    return self.summary(members, scores)
+
+  def summary(self, members: list, scores: np.ndarray) -> dict:
+    if self.bc.soft_vote == "probabilities":
+      scores = np.asarray(jax.nn.softmax(jnp.asarray(scores), axis=-1))
+    alphas = [m["alpha"] for m in members]
+    curve = binary.ensemble_curve(scores, self.labels("test"), alphas)
+    last = curve[-1]
+    return {
+        "dataset": self.config.dataset,
+        "model": self.config.model,
+        "benn": {"ensemble": self.bc.ensemble, "mode": self.bc.mode,
+                 "members": self.k,
+                 "parallel": (("shard_map" if len(jax.devices()) >= self.k
+                               else "vmap") if self.stacked() else "loop"),
+                 "soft_vote": self.bc.soft_vote},
+        "single": {"test_accuracy": members[0]["test_accuracy"]},
+        "ensemble": curve,
+        "members": members,
+        "final": {"test_accuracy": last["soft_vote_accuracy"],
+                  "hard_vote_accuracy": last["hard_vote_accuracy"],
+                  "members": self.k,
+                  "step": int(members[-1]["end_step"])},
+        "num_classes": self.engine.dataset.num_classes,
+        "devices": jax.device_count(),
+    }
+
+
+# ------------------------------------------------------------- reports ----
+def format_table(summary: dict, markdown: bool = False) -> str:
+  """Accuracy vs ensemble size (and each member's own accuracy)."""
+  b = summary["benn"]
+  head = (f"BENN {b['ensemble']} ({b['mode']}, {b['members']} members): "
+          f"single {summary['single']['test_accuracy']:.4f}")
+  rows = [("size", "hard vote", "soft vote", "member acc", "alpha")]
+  for c, m in zip(summary["ensemble"], summary["members"]):
+    rows.append((str(c["size"]), f"{c['hard_vote_accuracy']:.4f}",
+                 f"{c['soft_vote_accuracy']:.4f}",
+                 f"{m['test_accuracy']:.4f}", f"{m['alpha']:.4f}"))
+  if markdown:
+    lines = [f"**{head}**", "", "| " + " | ".join(rows[0]) + " |",
+             "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines) + "\n"
+  return "\n".join([head] + ["  ".join(f"{x:>10}" for x in r)
+                             for r in rows])
+
+
+def plot(summary: dict, path: str) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  sizes = [c["size"] for c in summary["ensemble"]]
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  for key, label in (("soft_vote_accuracy", "soft vote"),
+                     ("hard_vote_accuracy", "hard vote")):
+    ax.plot(sizes, [100 * c[key] for c in summary["ensemble"]], "o-",
+            label=label)
+  ax.axhline(100 * summary["single"]["test_accuracy"], color="gray",
+             ls="--", label="single member")
+  ax.set_xlabel("ensemble size")
+  ax.set_ylabel("test accuracy (%)")
+  b = summary["benn"]
+  ax.set_title(f"BENN {b['ensemble']} ({b['mode']})")
+  ax.legend()
+  fig.tight_layout()
+  tmp = path + ".tmp.png"
+  fig.savefig(tmp)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs (or resumes) the BENN run in `workdir`; returns the summary.
+
+  Raises `config_check.ConfigError` for a bad config or a workdir of
+  another config (nothing is written then).
+  """
+  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+  summary = train._stored_summary(workdir)  # pylint: disable=protected-access
+  if summary is None:
+    summary = _Driver(config, workdir).run()
+    if jax.process_index() == 0:
+      train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
+      with open(os.path.join(workdir, "benn.md"), "w") as f:
+        f.write(format_table(summary, markdown=True))
+      plot(summary, os.path.join(workdir, "benn.png"))
+  if jax.process_index() == 0:
+    print(format_table(summary), flush=True)
+  return summary
+
+
+__all__ = ["IndexedSource", "format_table", "member_seed", "plot", "run"]

@@ -1,0 +1,345 @@
+"""The main/subsidiary driver: bottom-up filter pruning of a binary NIN.
+
+`run(config, workdir)` is what `launch.train` calls for a config with a
+`mainsub` section (`sub_steps`, `finetune_steps`, `alpha`, `penalty` count
+| l0, `sub_lr`, `finetune_lr`, `layers` (empty: every binary conv),
+`controls`). Every stage is a phase (`train.train_phase`) in its own
+directory, done when its `result.json` exists:
+
+    WORKDIR/main/               the main binary network, trained dense for
+                                `num_steps` with the run's optimizer
+    WORKDIR/layer_NN_sub/       subsidiary stage of binary layer N: only its
+                                filter gate M trains (CE + alpha * penalty,
+                                `sub_lr`, `sub_steps`); weights, biases and
+                                earlier gates and BN statistics frozen
+    WORKDIR/layer_NN_main/      main stage: the gate is binarized, baked
+                                into the kernel (removed filters = 0, kept
+                                at 0 by the masked optimizer) and all
+                                weights fine-tune (`finetune_lr`,
+                                `finetune_steps`)
+    WORKDIR/controls/<name>/    greedy (smallest mean |w| removed) and
+                                random filter masks with the learned
+                                per-layer counts, applied to main/'s weights
+                                and fine-tuned for N x `finetune_steps` (the
+                                learned run's total main-stage budget)
+    WORKDIR/summary.json, mainsub.md
+
+The gate is `keep = (sign(M) + 1) / 2` with the STE (`binary.
+subsidiary_keep`), multiplying the layer's output channels; the penalty
+(`binary.add_mask_penalty`) is alpha x the number of kept filters through
+the same STE (`count`, ours), or the released code's L0 norm of M (`l0`,
+zero gradient). Layers are pruned bottom-up, one subsidiary and one main
+stage each; a stage's start is a pure function of the previous stage's
+checkpoint, so a killed run resumes in the stage it was in.
+
+Departure from the released code (documented): the main stage fine-tunes
+every weight (the code enables the weights of layers >= l), with a fresh
+Adam state per stage.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import binary
+from experiments import config_check
+from experiments import models as models_lib
+from experiments import optimizers
+from experiments import train
+import sparsity
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _done(d: str):
+  path = os.path.join(d, "result.json")
+  return _read_json(path) if os.path.exists(path) else None
+
+
+class _Driver:
+  """One main/subsidiary run: engines, stage starts and the layer loop."""
+
+  def __init__(self, config, workdir: str):
+    self.config, self.workdir = config, workdir
+    self.ms = config.mainsub
+    run0 = train.build(config)
+    self.model = run0.model
+    self.tx_main = sparsity.masked(optimizers.make_optimizer(
+        config, binary_include=models_lib.is_binary_kernel))
+    self.tx_ft = sparsity.masked(optimizers.make_optimizer(
+        config, constant_lr=float(self.ms.finetune_lr),
+        binary_include=models_lib.is_binary_kernel))
+
+    def init_state(rng):
+      s = run0.init_state(rng)
+      return s.replace(opt_state=self.tx_main.init(s.params))
+
+    self.engine = train.Engine(
+        config, run=train.Run(run0.dataset, run0.model, self.tx_main,
+                              init_state))
+    names = models_lib.binary_conv_names(self.model)
+    chosen = list(self.ms.layers) or names
+    for name in chosen:
+      if name not in names:
+        raise config_check.ConfigError(
+            f"config.mainsub.layers: {name!r} is not a binary conv of the "
+            f"model (binary convs: {', '.join(names)})")
+    self.layers = [n for n in names if n in chosen]  # bottom-up
+    self.is_main = jax.process_index() == 0
+
+  # -- directories and finished states ---------------------------------------
+  def d(self, *parts) -> str:
+    return os.path.join(self.workdir, *parts)
+
+  def sub_dir(self, i: int) -> str:
+    return self.d(f"layer_{i:02d}_sub")
+
+  def main_dir(self, i: int) -> str:
+    return self.d(f"layer_{i:02d}_main")
+
+  def final_state(self, d: str, engine=None):
+    _, restored = (engine or self.engine).restore(d)
+    if restored is None:
+      raise FileNotFoundError(f"no checkpoint in {d}")
+    return restored[0]
+
+  def test(self, engine, state) -> dict:
+    with jax.set_mesh(engine.mesh):
+      return engine.evaluate(state.params, state.batch_stats, "test")
+
+  # -- the subsidiary stage ---------------------------------------------------
+  def sub_engine(self, name: str):
+    model = self.model.clone(subsidiary=(name,), frozen_bn=True)
+    labels = lambda p: jax.tree_util.tree_map_with_path(  # pylint: disable=g-long-lambda
+        lambda path, _: "mask" if binary.is_subsidiary(path) else "frozen", p)
+    tx = optax.with_extra_args_support(optax.multi_transform(
+        {"mask": optax.chain(
+            binary.add_mask_penalty(float(self.ms.alpha), self.ms.penalty),
+            optax.adam(float(self.ms.sub_lr))),
+         "frozen": optax.set_to_zero()}, labels))
+    ds = self.engine.dataset
+
+    def init_state(rng):
+      k_init, k_state = jax.random.split(rng)
+      v = model.init(k_init, jnp.zeros((1, *ds.input_shape)), train=False)
+      params = v["params"]
+      return train.TrainState(
+          step=jnp.zeros((), jnp.int32), params=params,
+          batch_stats=v.get("batch_stats", {}), opt_state=tx.init(params),
+          mask=sparsity.create_mask(params), rng=k_state)
+
+    return train.Engine(self.config, run=train.Run(ds, model, tx,
+                                                   init_state))
+
+  def prev_state(self, i: int):
+    return self.final_state(self.d("main") if i == 0 else self.main_dir(i - 1))
+
+  def run_sub(self, i: int, name: str) -> dict:
+    d = self.sub_dir(i)
+    done = _done(d)
+    if done is not None:
+      return done
+    eng = self.sub_engine(name)
+
+    def start():
+      prev = self.prev_state(i)
+      fresh = eng.run.init_state(jax.random.fold_in(
+          jax.random.PRNGKey(self.config.seed), 1000 + i))
+      key = f"{name}{binary._mainsub.SUBSIDIARY_SUFFIX}"  # pylint: disable=protected-access
+      params = {**prev.params, key: fresh.params[key]}
+      mask = {**prev.mask, key: None}
+      return fresh.replace(params=params, batch_stats=prev.batch_stats,
+                           opt_state=eng.run.tx.init(params), mask=mask,
+                           rng=prev.rng)
+
+    state = train.train_phase(
+        eng, d, start, end_step=int(self.ms.sub_steps),
+        data_seed=self.config.seed, tx=eng.run.tx,
+        eval_splits=("validation",),
+        label=f"Subsidiary stage {i + 1}/{len(self.layers)} ({name})")
+    m = np.asarray(state.params[f"{name}_subsidiary"])
+    keep = m >= 0
+    out = {"layer": name, "index": i, "filters": int(keep.size),
+           "kept": int(keep.sum()), "kept_fraction": float(keep.mean()),
+           "keep": keep.astype(int).tolist(),
+           "sub_test_accuracy": self.test(eng, state)["accuracy"]}
+    if self.is_main:
+      train._write_json(os.path.join(d, "result.json"), out)  # pylint: disable=protected-access
+    return out
+
+  # -- the main stage ---------------------------------------------------------
+  def apply_keeps(self, state, keeps: dict):
+    """`state` with filter keep vectors baked into kernels and masks, the
+    subsidiary gates dropped and a fresh fine-tuning optimizer state."""
+    params = {k: v for k, v in state.params.items()
+              if not k.endswith(binary._mainsub.SUBSIDIARY_SUFFIX)}  # pylint: disable=protected-access
+    mask = {k: v for k, v in state.mask.items() if k in params}
+    for name, keep in keeps.items():
+      kernel = params[name]["kernel"]
+      fm = jnp.asarray(binary.filter_mask(kernel, keep))
+      old = mask[name]["kernel"]
+      mask = {**mask, name: {**mask[name], "kernel": fm if old is None
+                             else jnp.logical_and(old, fm)}}
+      params = {**params, name: {**params[name], "kernel":
+                                 binary.bake_filter_keep(kernel, keep)}}
+    return state.replace(step=jnp.zeros((), jnp.int32), params=params,
+                         mask=mask, opt_state=self.tx_ft.init(params))
+
+  def run_main(self, i: int, name: str, sub: dict) -> dict:
+    d = self.main_dir(i)
+    done = _done(d)
+    if done is not None:
+      return done
+
+    def start():
+      s = self.final_state(self.sub_dir(i), self.sub_engine(name))
+      return self.apply_keeps(s, {name: np.asarray(sub["keep"], bool)})
+
+    state = train.train_phase(
+        self.engine, d, start, end_step=int(self.ms.finetune_steps),
+        data_seed=self.config.seed, tx=self.tx_ft,
+        eval_splits=("validation",),
+        label=f"Main stage {i + 1}/{len(self.layers)} ({name})")
+    test = self.test(self.engine, state)
+    out = {"layer": name, "index": i, "test_accuracy": test["accuracy"],
+           "test_loss": test["loss"], "end_step": int(state.step)}
+    if self.is_main:
+      train._write_json(os.path.join(d, "result.json"), out)  # pylint: disable=protected-access
+    return out
+
+  # -- controls ---------------------------------------------------------------
+  def control_keeps(self, name: str, subs: list) -> dict:
+    main = jax.device_get(self.final_state(self.d("main")).params)
+    keeps = {}
+    for j, s in enumerate(subs):
+      kernel = main[s["layer"]]["kernel"]
+      if name == "greedy":
+        keeps[s["layer"]] = binary.greedy_filter_keep(kernel, s["kept"])
+      else:
+        seed = int(np.random.default_rng([self.config.seed, 77, j]).integers(
+            0, 2**31 - 1))
+        keeps[s["layer"]] = binary.random_filter_keep(seed, s["filters"],
+                                                      s["kept"])
+    return keeps
+
+  def run_control(self, name: str, subs: list) -> dict:
+    d = self.d("controls", name)
+    done = _done(d)
+    if done is not None:
+      return done
+    keeps = self.control_keeps(name, subs)
+    start = lambda: self.apply_keeps(self.final_state(self.d("main")), keeps)
+    before = self.test(self.engine, self.engine.place(start()))
+    state = train.train_phase(
+        self.engine, d, start,
+        end_step=int(self.ms.finetune_steps) * len(subs),
+        data_seed=self.config.seed, tx=self.tx_ft,
+        eval_splits=("validation",), label=f"Control {name}")
+    test = self.test(self.engine, state)
+    kept = sum(int(k.sum()) for k in keeps.values())
+    total = sum(int(k.size) for k in keeps.values())
+    out = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+           "test_accuracy_before_finetune": before["accuracy"],
+           "filters_remaining_fraction": kept / max(total, 1),
+           "kept": {k: int(v.sum()) for k, v in keeps.items()},
+           "end_step": int(state.step)}
+    if self.is_main:
+      train._write_json(os.path.join(d, "result.json"), out)  # pylint: disable=protected-access
+    return out
+
+  # -- the loop ---------------------------------------------------------------
+  def run(self) -> dict:
+    d = self.d("main")
+    main = _done(d)
+    if main is None:
+      state = train.train_phase(
+          self.engine, d,
+          lambda: self.engine.init(jax.random.PRNGKey(self.config.seed)),
+          end_step=self.config.num_steps, data_seed=self.config.seed,
+          eval_splits=("validation",), label="Main network (dense)")
+      test = self.test(self.engine, state)
+      main = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+              "end_step": int(state.step)}
+      if self.is_main:
+        train._write_json(os.path.join(d, "result.json"), main)  # pylint: disable=protected-access
+    subs, mains = [], []
+    for i, name in enumerate(self.layers):
+      subs.append(self.run_sub(i, name))
+      mains.append(self.run_main(i, name, subs[-1]))
+    controls = {c: self.run_control(c, subs) for c in self.ms.controls}
+    kept = sum(s["kept"] for s in subs)
+    total = sum(s["filters"] for s in subs)
+    last = mains[-1]
+    return {
+        "dataset": self.config.dataset,
+        "model": self.config.model,
+        "mainsub": {"alpha": float(self.ms.alpha), "penalty": self.ms.penalty,
+                    "layers": self.layers},
+        "main": main,
+        "final": {"test_accuracy": last["test_accuracy"],
+                  "test_loss": last["test_loss"],
+                  "filters_remaining_fraction": kept / total,
+                  "step": last["end_step"]},
+        "filters_remaining_fraction": kept / total,
+        "layers": [{"name": s["layer"], "filters": s["filters"],
+                    "kept": s["kept"], "kept_fraction": s["kept_fraction"],
+                    "sub_test_accuracy": s["sub_test_accuracy"],
+                    "test_accuracy": m["test_accuracy"]}
+                   for s, m in zip(subs, mains)],
+        "controls": controls,
+        "num_classes": self.engine.dataset.num_classes,
+        "devices": jax.device_count(),
+    }
+
+
+def format_table(summary: dict, markdown: bool = False) -> str:
+  """Per-layer kept filters and accuracy, then the controls."""
+  rows = [("layer", "kept", "kept %", "acc after sub", "acc after main")]
+  for r in summary["layers"]:
+    rows.append((r["name"], f"{r['kept']}/{r['filters']}",
+                 f"{100 * r['kept_fraction']:.1f}",
+                 f"{r['sub_test_accuracy']:.4f}", f"{r['test_accuracy']:.4f}"))
+  head = (f"main/subsidiary: unpruned {summary['main']['test_accuracy']:.4f}"
+          f" -> {summary['final']['test_accuracy']:.4f} with "
+          f"{100 * summary['filters_remaining_fraction']:.1f} % of binary "
+          "filters")
+  ctrl = [f"control {k}: {v['test_accuracy']:.4f} (before fine-tuning "
+          f"{v['test_accuracy_before_finetune']:.4f})"
+          for k, v in summary["controls"].items()]
+  if markdown:
+    lines = [f"**{head}**", "", "| " + " | ".join(rows[0]) + " |",
+             "|" + "---|" * len(rows[0])]
+    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
+    return "\n".join(lines + [""] + [f"* {c}" for c in ctrl]) + "\n"
+  return "\n".join([head] + ["  ".join(f"{x:>14}" for x in r)
+                             for r in rows] + ctrl)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs (or resumes) the main/subsidiary run in `workdir`.
+
+  Raises `config_check.ConfigError` for a bad config or a workdir of
+  another config (nothing is written then).
+  """
+  config_check.validate(config, device_count=jax.device_count())
+  train._check_workdir(config, workdir)  # pylint: disable=protected-access
+  summary = train._stored_summary(workdir)  # pylint: disable=protected-access
+  if summary is None:
+    driver = _Driver(config, workdir)  # may refuse mainsub.layers
+    train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+    summary = driver.run()
+    if jax.process_index() == 0:
+      train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
+      with open(os.path.join(workdir, "mainsub.md"), "w") as f:
+        f.write(format_table(summary, markdown=True))
+  if jax.process_index() == 0:
+    print(format_table(summary), flush=True)
+  return summary

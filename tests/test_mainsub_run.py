@@ -1,0 +1,125 @@
+"""The main/subsidiary driver end to end on a tiny digits run."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import config_check
+from experiments import mainsub_run
+from experiments import train
+from experiments.configs import mainsub_digits
+
+LAYERS = ("BinaryConv_2", "BinaryConv_4")
+
+
+def tiny(**overrides):
+  config = mainsub_digits.get_config()
+  config.model_kwargs.width = 1 / 16
+  config.model_kwargs.variant = "benn"   # 7 convs: less to compile
+  config.model_kwargs.dropout = 0.0
+  config.num_steps = 20
+  config.log_every = 10
+  config.eval_every = 10
+  config.checkpoint_every = 10
+  config.mainsub.sub_steps = 6
+  config.mainsub.finetune_steps = 4
+  config.mainsub.sub_lr = 0.01
+  config.mainsub.alpha = 0.0
+  config.mainsub.layers = LAYERS
+  for k, v in overrides.items():
+    node = config
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return config
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  d = str(tmp_path_factory.mktemp("mainsub") / "run")
+  return d, train.train_and_evaluate(tiny(), d)
+
+
+def test_summary_and_stages(finished):
+  d, s = finished
+  with open(os.path.join(d, "summary.json")) as f:
+    assert json.load(f) == s
+  assert [r["name"] for r in s["layers"]] == list(LAYERS)
+  kept = sum(r["kept"] for r in s["layers"])
+  total = sum(r["filters"] for r in s["layers"])
+  assert s["filters_remaining_fraction"] == kept / total
+  assert s["final"]["filters_remaining_fraction"] == kept / total
+  assert {"test_accuracy", "test_loss", "step"} <= set(s["final"])
+  for r in s["layers"]:
+    assert r["kept_fraction"] == r["kept"] / r["filters"]
+  assert set(s["controls"]) == {"greedy", "random"}
+  for c in s["controls"].values():
+    assert c["filters_remaining_fraction"] == pytest.approx(kept / total)
+    assert c["kept"] == {r["name"]: r["kept"] for r in s["layers"]}
+    assert c["end_step"] == 2 * 4
+  for sub in ("main", "layer_00_sub", "layer_00_main", "layer_01_sub",
+              "layer_01_main", "controls/greedy", "controls/random"):
+    assert os.path.exists(os.path.join(d, sub, "result.json")), sub
+  assert os.path.getsize(os.path.join(d, "mainsub.md")) > 0
+
+
+def test_removed_filters_are_zero_and_stay_zero(finished):
+  d, s = finished
+  driver = mainsub_run._Driver(tiny(), d)  # pylint: disable=protected-access
+  last = driver.final_state(driver.main_dir(1))
+  sub1 = driver.final_state(driver.sub_dir(1), driver.sub_engine(LAYERS[1]))
+  for i, name in enumerate(LAYERS):
+    with open(os.path.join(driver.sub_dir(i), "result.json")) as f:
+      keep = np.asarray(json.load(f)["keep"], bool)
+    kernel = np.asarray(last.params[name]["kernel"])
+    mask = np.asarray(last.mask[name]["kernel"])
+    assert (kernel[..., ~keep] == 0).all()         # after fine-tuning
+    if keep.any():
+      assert (kernel[..., keep] != 0).mean() > 0.99
+    np.testing.assert_array_equal(mask, np.broadcast_to(keep, mask.shape))
+    assert keep.sum() == s["layers"][i]["kept"]
+  # Layer 1's subsidiary stage started from layer 0's pruned net and
+  # trained only its gate: every weight equals layer_00_main's final one.
+  main0 = driver.final_state(driver.main_dir(0))
+  for name in ("Conv_0", *LAYERS):
+    np.testing.assert_array_equal(sub1.params[name]["kernel"],
+                                  main0.params[name]["kernel"])
+  assert "BinaryConv_4_subsidiary" in sub1.params
+
+
+def test_greedy_control_removes_the_smallest_filters(finished):
+  d, s = finished
+  driver = mainsub_run._Driver(tiny(), d)  # pylint: disable=protected-access
+  subs = [json.load(open(os.path.join(driver.sub_dir(i), "result.json")))
+          for i in range(2)]
+  keeps = driver.control_keeps("greedy", subs)
+  main = jax.device_get(driver.final_state(driver.d("main")).params)
+  for name, keep in keeps.items():
+    score = np.abs(main[name]["kernel"]).reshape(-1, keep.size).mean(0)
+    if 0 < keep.sum() < keep.size:
+      assert score[keep].min() >= score[~keep].max()
+  rand = driver.control_keeps("random", subs)
+  assert {k: int(v.sum()) for k, v in rand.items()} == \
+      {k: int(v.sum()) for k, v in keeps.items()}
+
+
+@pytest.mark.parametrize("field,value", [
+    ("model_kwargs.use_bias", True), ("mainsub.penalty", "l1"),
+    ("mainsub.sub_steps", 0), ("mainsub.alpha", -1.0),
+    ("mainsub.controls", ("greedy", "magnitude")), ("model", "binary_mlp"),
+    ("mainsub.layers", ("BinaryConv_9",))])
+def test_bad_config_names_the_field(field, value, tmp_path):
+  with pytest.raises(config_check.ConfigError,
+                     match=field.replace(".", r"\.")):
+    train.train_and_evaluate(tiny(**{field: value}), str(tmp_path / "w"))
+  assert not os.path.exists(str(tmp_path / "w"))
+
+
+@pytest.mark.parametrize("name", ["mainsub_digits", "mainsub_cifar10_nin"])
+def test_configs_validate(name):
+  import importlib  # pylint: disable=g-import-not-at-top
+  config = importlib.import_module(f"experiments.configs.{name}").get_config()
+  config_check.validate(config, device_count=1)
