@@ -15,6 +15,15 @@
   :func:`scale_by_glorot` (per-layer LR), :func:`clip_params` (weights in
   ``[-H, H]``, chained last); and :func:`glorot_lr_scale`,
   :func:`hard_sigmoid`, :func:`squared_hinge_loss`.
+* BENN ensembles (event functions, NumPy): :func:`bootstrap_indices`,
+  :func:`resample_indices`, :func:`boost_weights` (AdaBoost variants A-D,
+  D = SAMME), :func:`member_alpha`, :func:`hard_vote`, :func:`soft_vote`,
+  :func:`ensemble_curve`.
+* Main/subsidiary filter pruning: :func:`subsidiary_keep` (STE keep mask),
+  :func:`keep_count_penalty`, :func:`l0_penalty`, :func:`add_mask_penalty`
+  (the penalty as a per-step transform), :func:`greedy_filter_keep`,
+  :func:`random_filter_keep`, :func:`filter_mask`, :func:`bake_filter_keep`,
+  :func:`is_subsidiary`.
 * Monitoring and reporting: :func:`flip_ratio`, :func:`layer_flip_ratio`
   (sign flips between two steps); :func:`model_summary`,
   :func:`format_model_summary` (parameters per bit width, memory, MACs by
@@ -23,6 +32,14 @@
 This package imports nothing from ``experiments`` or ``launch``.
 """
 
+from binary._benn import boost_weights
+from binary._benn import bootstrap_indices
+from binary._benn import ENSEMBLES
+from binary._benn import ensemble_curve
+from binary._benn import hard_vote
+from binary._benn import member_alpha
+from binary._benn import resample_indices
+from binary._benn import soft_vote
 from binary._binaryconnect import clip_params
 from binary._binaryconnect import ClipParamsState
 from binary._binaryconnect import glorot_lr_scale
@@ -37,6 +54,15 @@ from binary._layers import BinaryConv
 from binary._layers import BinaryDense
 from binary._layers import is_stochastic
 from binary._layers import uniform_init
+from binary._mainsub import add_mask_penalty
+from binary._mainsub import bake_filter_keep
+from binary._mainsub import filter_mask
+from binary._mainsub import greedy_filter_keep
+from binary._mainsub import is_subsidiary
+from binary._mainsub import keep_count_penalty
+from binary._mainsub import l0_penalty
+from binary._mainsub import random_filter_keep
+from binary._mainsub import subsidiary_keep
 from binary._quantizers import approx_sign
 from binary._quantizers import get_quantizer
 from binary._quantizers import identity
@@ -54,27 +80,44 @@ __all__ = (
     "BinaryConv",
     "BinaryDense",
     "ClipParamsState",
+    "ENSEMBLES",
     "QUANTIZERS",
     "ScaleByGlorotState",
+    "add_mask_penalty",
     "approx_sign",
+    "bake_filter_keep",
     "binary_kernel",
+    "boost_weights",
+    "bootstrap_indices",
     "clip_params",
+    "ensemble_curve",
+    "filter_mask",
     "flip_ratio",
     "format_model_summary",
     "get_quantizer",
     "glorot_lr_scale",
+    "greedy_filter_keep",
     "hard_sigmoid",
+    "hard_vote",
     "identity",
     "is_stochastic",
+    "is_subsidiary",
+    "keep_count_penalty",
+    "l0_penalty",
     "layer_flip_ratio",
     "magnitude_aware_sign",
+    "member_alpha",
     "model_summary",
+    "random_filter_keep",
+    "resample_indices",
     "scale_by_glorot",
+    "soft_vote",
     "squared_hinge_loss",
     "ste_heaviside",
     "ste_identity_sign",
     "ste_sign",
     "stochastic_sign",
+    "subsidiary_keep",
     "swish_sign",
     "uniform_init",
 )

@@ -51,6 +51,14 @@ def validate(config, *, device_count: int | None = None) -> None:
   _validate_training_extras(config)
   if "lottery" in config:
     validate_lottery(config)
+  if "benn" in config:
+    validate_benn(config)
+  if "mainsub" in config:
+    validate_mainsub(config)
+  if "gradcount" in config:
+    validate_gradcount(config)
+  if "repr" in config:
+    validate_repr(config)
   p = config.pruning
   _choice(p.method, pruning.METHODS, "pruning.method")
   if p.method == "none":
@@ -130,6 +138,81 @@ def validate_lottery(config) -> None:
   _choice(lc.trunk, ("train", "existing"), "lottery.trunk")
 
 
+GRADCOUNT_METHODS = ("gradcount", "l1", "magnitude")
+GRADCOUNT_REDUNDANCY = ("max_cosine", "orthogonality")
+
+
+def validate_gradcount(config) -> None:
+  """The `gradcount` section (experiments.gradcount_run)."""
+  gc = config.gradcount
+  _require("lottery" not in config, "gradcount",
+           "a run has either a lottery or a gradcount section, not both")
+  _require(config.pruning.method == "none", "pruning.method",
+           "must be 'none' in a gradcount run (its events prune)")
+  _choice(gc.method, GRADCOUNT_METHODS, "gradcount.method")
+  _choice(gc.redundancy, GRADCOUNT_REDUNDANCY, "gradcount.redundancy")
+  for field in ("joint_steps", "window", "redundancy_every", "min_keep"):
+    v = gc[field]
+    _require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+             f"gradcount.{field}", f"must be a positive integer, got {v!r}")
+  w = gc.warmup_steps
+  _require(isinstance(w, int) and not isinstance(w, bool) and w >= 0,
+           "gradcount.warmup_steps", f"must be an integer >= 0, got {w!r}")
+  _require(w + gc.joint_steps <= config.num_steps, "gradcount.joint_steps",
+           f"warmup_steps + joint_steps = {w + gc.joint_steps} exceeds "
+           f"num_steps={config.num_steps}")
+  _require(gc.redundancy_every % gc.window == 0, "gradcount.redundancy_every",
+           f"must be a multiple of window={gc.window}, got "
+           f"{gc.redundancy_every!r}")
+  _require(gc.eps > 0, "gradcount.eps", f"must be > 0, got {gc.eps!r}")
+  _require(gc.lam >= 0, "gradcount.lam", f"must be >= 0, got {gc.lam!r}")
+  for field in ("rho", "prune_budget", "filter_budget"):
+    _require(0.0 <= gc[field] <= 1.0, f"gradcount.{field}",
+             f"must be in [0, 1], got {gc[field]!r}")
+  _require(0.0 < gc.s_max <= 1.0, "gradcount.s_max",
+           f"must be in (0, 1], got {gc.s_max!r}")
+  _require(0.0 <= gc.target_sparsity < 1.0, "gradcount.target_sparsity",
+           f"must be in [0, 1), got {gc.target_sparsity!r}")
+  if gc.method != "gradcount":
+    _require(gc.target_sparsity > 0 or bool(gc.get("match_workdir", "")),
+             "gradcount.target_sparsity",
+             f"the {gc.method} control needs target_sparsity > 0 or "
+             "gradcount.match_workdir (a finished gradcount run)")
+
+
+REPR_RANKINGS = ("orthogonality", "magnitude", "random")
+REPR_REINITS = ("orthogonal", "random")
+
+
+def validate_repr(config) -> None:
+  """The `repr` section (called by `validate` when it is present)."""
+  rc = config.repr
+  _require(config.pruning.method == "none", "pruning.method",
+           "must be 'none' in a RePr run (the cycles drop filters)")
+  for field in ("s1_steps", "s2_steps"):
+    v = rc[field]
+    _require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+             f"repr.{field}", f"must be a positive integer, got {v!r}")
+  _require(isinstance(rc.cycles, int) and not isinstance(rc.cycles, bool)
+           and rc.cycles >= 0, "repr.cycles",
+           f"must be an integer >= 0, got {rc.cycles!r}")
+  _require(rc.cycles * (rc.s1_steps + rc.s2_steps) <= config.num_steps,
+           "repr.cycles", f"{rc.cycles} cycles of s1_steps + s2_steps = "
+           f"{rc.s1_steps + rc.s2_steps} steps exceed num_steps="
+           f"{config.num_steps}")
+  _require(0.0 < rc.drop_fraction < 1.0, "repr.drop_fraction",
+           f"must be in (0, 1), got {rc.drop_fraction!r}")
+  _choice(rc.ranking, REPR_RANKINGS, "repr.ranking")
+  _choice(rc.reinit, REPR_REINITS, "repr.reinit")
+  _require(isinstance(rc.exclude_first, bool), "repr.exclude_first",
+           f"must be True or False, got {rc.exclude_first!r}")
+  exclude = rc.get("exclude", ())
+  _require(isinstance(exclude, (tuple, list)) and all(
+      isinstance(p, str) and p for p in exclude), "repr.exclude",
+           f"must be a tuple of layer names, prefixes or globs, got "
+           f"{exclude!r}")
+
+
 def layer_matches(pattern: str, name: str) -> bool:
   """A layer selector: an exact leaf name, a path prefix ("BasicBlock_3")
   or a glob over the leaf name ("*Conv_*")."""
@@ -165,3 +248,55 @@ def validate_lottery_layers(config, mask) -> None:
              "lottery.global_include",
              f"no prunable layer is named {key!r} (layers: "
              f"{', '.join(names)})")
+
+
+BENN_ENSEMBLES = ("bagging", "boost_a", "boost_b", "boost_c", "boost_d")
+
+
+def validate_benn(config) -> None:
+  """The `benn` section (BENN ensembles, `experiments.benn_run`)."""
+  b = config.benn
+  _require("lottery" not in config and "mainsub" not in config, "benn",
+           "cannot be combined with a lottery or mainsub section")
+  _require(config.pruning.method == "none", "pruning.method",
+           "must be 'none' in a BENN run")
+  _require(isinstance(b.members, int) and not isinstance(b.members, bool)
+           and b.members >= 1, "benn.members",
+           f"must be an integer >= 1, got {b.members!r}")
+  _choice(b.ensemble, BENN_ENSEMBLES, "benn.ensemble")
+  _choice(b.mode, ("independent", "sequential"), "benn.mode")
+  _choice(b.parallel, ("vmap", "loop"), "benn.parallel")
+  _choice(b.soft_vote, ("scores", "probabilities"), "benn.soft_vote")
+  _require(b.shrinkage > 0, "benn.shrinkage",
+           f"must be > 0, got {b.shrinkage!r}")
+  _require(b.c_scale >= 0, "benn.c_scale",
+           f"must be >= 0 (0 = N / 10), got {b.c_scale!r}")
+
+
+def validate_mainsub(config) -> None:
+  """The `mainsub` section (main/subsidiary pruning,
+  `experiments.mainsub_run`)."""
+  ms = config.mainsub
+  _require("lottery" not in config, "mainsub",
+           "cannot be combined with a lottery section")
+  _require(config.model == "nin", "model",
+           f"must be 'nin' in a main/subsidiary run, got {config.model!r}")
+  _require(config.get("binarize", True) is not False, "binarize",
+           "must be True in a main/subsidiary run (it prunes binary layers)")
+  _require(config.model_kwargs.get("use_bias", True) is False,
+           "model_kwargs.use_bias",
+           "must be False in a main/subsidiary run (a removed filter must "
+           "output exactly 0)")
+  _require(config.pruning.method == "none", "pruning.method",
+           "must be 'none' in a main/subsidiary run")
+  for field in ("sub_steps", "finetune_steps"):
+    v = ms[field]
+    _require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+             f"mainsub.{field}", f"must be a positive integer, got {v!r}")
+  _require(ms.alpha >= 0, "mainsub.alpha", f"must be >= 0, got {ms.alpha!r}")
+  _choice(ms.penalty, ("count", "l0"), "mainsub.penalty")
+  for field in ("sub_lr", "finetune_lr"):
+    _require(ms[field] > 0, f"mainsub.{field}",
+             f"must be > 0, got {ms[field]!r}")
+  for c in ms.controls:
+    _choice(c, ("greedy", "random"), "mainsub.controls")

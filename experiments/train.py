@@ -31,6 +31,7 @@ from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
 from experiments import pruning
+from experiments import segmentation
 import binary
 import sparsity
 
@@ -111,7 +112,10 @@ def _loss_fn(model, params, batch_stats, batch, train: bool,
     batch_stats = new_vars["batch_stats"]
   else:
     logits = model.apply(variables, batch["image"], train=train, rngs=rngs)
-  return _losses(logits, batch["label"], loss), (logits, batch_stats)
+  losses = _losses(logits, batch["label"], loss)
+  if losses.ndim > 1:  # segmentation: per example, the mean over pixels
+    losses = losses.reshape(losses.shape[0], -1).mean(-1)
+  return losses, (logits, batch_stats)
 
 
 def make_train_step(model, tx, loss: str = "cross_entropy"):
@@ -142,16 +146,27 @@ def make_train_step(model, tx, loss: str = "cross_entropy"):
   return train_step
 
 
-def make_eval_step(model, loss: str = "cross_entropy"):
-  """(params, batch_stats, batch) -> sums of loss, correct and weight."""
+def make_eval_step(model, loss: str = "cross_entropy",
+                   num_classes: int | None = None):
+  """(params, batch_stats, batch) -> sums of loss, correct and weight.
+
+  Per-pixel labels (segmentation): "correct" is each example's pixel
+  accuracy; with `num_classes` the sums also hold the (C, C) confusion
+  matrix of all pixels (`segmentation.confusion_matrix`).
+  """
 
   def eval_step(params, batch_stats, batch):
     losses, (logits, _) = _loss_fn(model, params, batch_stats, batch, False,
                                    loss)
     w = batch["weight"]
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
-    return {"loss": jnp.sum(losses * w), "correct": jnp.sum(correct * w),
-            "count": jnp.sum(w)}
+    correct = correct.reshape(correct.shape[0], -1).mean(-1)
+    out = {"loss": jnp.sum(losses * w), "correct": jnp.sum(correct * w),
+           "count": jnp.sum(w)}
+    if num_classes is not None:
+      out["confusion"] = segmentation.confusion_matrix(
+          logits, batch["label"], num_classes, w)
+    return out
 
   return eval_step
 
@@ -194,6 +209,9 @@ def format_result(summary: dict) -> str:
   f = summary["final"]
   lines = [f"test accuracy {f['test_accuracy']:.4f}   test loss "
            f"{f['test_loss']:.4f}   step {f['step']}",
+           *([f"dice {f['dice']:.4f}   mean IoU {f['mean_iou']:.4f}   "
+              f"filters remaining {f['filters_remaining_fraction']:.4f}   "
+              f"memory {f['memory_bytes']} bytes"] if "dice" in f else []),
            sparsity.format_summary_table(summary["layers"])]
   return "\n".join(lines)
 
@@ -291,8 +309,10 @@ class Engine:
     self.eval_bs = -(-config.eval_batch_size // jax.device_count()) * (
         jax.device_count())
     self._train_steps: dict = {}
+    self.task = getattr(self.dataset, "task", "classification")
     self._eval_step = jax.jit(
-        make_eval_step(self.model, self.loss),
+        make_eval_step(self.model, self.loss, self.dataset.num_classes
+                       if self.task == "segmentation" else None),
         in_shardings=(self.shardings.params, self.shardings.batch_stats,
                       self.data_sharding),
         out_shardings=self.replicated)
@@ -332,8 +352,12 @@ class Engine:
       totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
     count = max(float(totals["count"]), 1.0)
-    return {"accuracy": float(totals["correct"]) / count,
-            "loss": float(totals["loss"]) / count}
+    out = {"accuracy": float(totals["correct"]) / count,
+           "loss": float(totals["loss"]) / count}
+    if "confusion" in totals:  # segmentation: pixel accuracy, IoU, Dice
+      out["mean_iou"] = segmentation.mean_iou(totals["confusion"])
+      out["dice"] = segmentation.mean_dice(totals["confusion"])
+    return out
 
   def restore(self, workdir: str, keep: int | None = None):
     """(manager, (state, meta) or None) for the phase in `workdir`."""
@@ -347,6 +371,7 @@ class Engine:
 def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
                 *, end_step: int, data_seed: int, tx=None,
                 prune_at: dict | None = None, prune_fn: Callable | None = None,
+                event_fn: Callable | None = None,
                 eval_splits: tuple = ("validation",),
                 hooks: dict | None = None, label: str = "",
                 checkpoint_start: bool = True) -> TrainState:
@@ -358,8 +383,11 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
   data_seed)`, so the data position is the step. `prune_at` maps a step to
   the argument of `prune_fn(state, arg) -> mask` (an event after that
   step's update; the params are re-masked and the step is checkpointed).
+  `event_fn(state, arg) -> state` replaces `prune_fn` when an event changes
+  more than the mask (params, optimizer state); it must re-mask the params.
   `eval_splits` are evaluated every `eval_every` steps and at the end and
-  logged as `<split>_accuracy`, `<split>_loss` (val for validation).
+  logged as `<split>_accuracy`, `<split>_loss` (val for validation), and
+  for segmentation `<split>_mean_iou`, `<split>_dice`.
   `hooks[s](state)` runs after step s (e.g. saving the rewind state).
   `checkpoint_start=False` skips the start checkpoint when `start()` is
   cheap and deterministic (a plain run's init) and no event happens at it.
@@ -390,7 +418,7 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
   else:
     state = engine.place(start())
     if int(state.step) in prune_at:
-      state = _prune(state, prune_fn, prune_at[int(state.step)])
+      state = _prune(state, prune_fn, prune_at[int(state.step)], event_fn)
       checkpoint(state, int(state.step))
     elif checkpoint_start:
       checkpoint(state, int(state.step))
@@ -436,8 +464,8 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
     for split in eval_splits:
       out = engine.evaluate(state.params, state.batch_stats, split)
       short = "val" if split == "validation" else split
-      row[f"{short}_accuracy"], row[f"{short}_loss"] = (out["accuracy"],
-                                                        out["loss"])
+      for key, value in out.items():  # accuracy, loss (, mean_iou, dice)
+        row[f"{short}_{key}"] = value
     writer.write(step, row)
 
   # The loop. A pruning event at step s happens after s updates, before the
@@ -452,7 +480,7 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
       pending.append(m)
       step += 1
       if step in prune_at:
-        state = _prune(state, prune_fn, prune_at[step])
+        state = _prune(state, prune_fn, prune_at[step], event_fn)
         remaining = float(sparsity.remaining_fraction(state.mask))
       if step in hooks:
         hooks[step](state)
@@ -501,11 +529,32 @@ class _FlipTracker:
     return out
 
 
-def _prune(state: TrainState, prune_fn, arg) -> TrainState:
-  """Event transform between jitted steps: new mask, re-masked params."""
+def _prune(state: TrainState, prune_fn, arg, event_fn=None) -> TrainState:
+  """Event transform between jitted steps: new mask, re-masked params
+  (or `event_fn(state, arg)`, which returns the whole new state)."""
+  if event_fn is not None:
+    return event_fn(state, arg)
   mask = prune_fn(state, arg)
   return state.replace(mask=mask,
                        params=sparsity.apply_mask(state.params, mask))
+
+
+def segmentation_summary(engine: "Engine", state, test: dict) -> dict:
+  """{"final": {..., dice, mean_iou, remaining_fraction (kernels),
+  filters_remaining_fraction, memory_bytes}, "layer_report": rows}."""
+  layers = models_lib.layer_list(engine.model, engine.dataset.input_shape)
+  variables = jax.device_get({"params": state.params,
+                              "batch_stats": state.batch_stats})
+  rows = segmentation.layer_report(layers, variables,
+                                   jax.device_get(state.mask))
+  t = segmentation.totals(rows)
+  final = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
+           "step": int(state.step), "dice": test["dice"],
+           "mean_iou": test["mean_iou"],
+           "remaining_fraction": t["remaining_fraction"],
+           "filters_remaining_fraction": t["filters_remaining_fraction"],
+           "memory_bytes": t["memory_bytes"]}
+  return {"final": final, "layer_report": rows}
 
 
 def _model_summary(engine: "Engine", state, with_mask: bool = True) -> list:
@@ -543,11 +592,27 @@ def train_and_evaluate(config, workdir: str) -> dict:
   `summary.json`. Raises `config_check.ConfigError` (bad config or a workdir
   of another run; nothing is written) and `NonFiniteLossError` (the newest
   good checkpoint is kept). A config with a `lottery` section runs the
-  lottery driver (`experiments.lottery_run`).
+  lottery driver (`experiments.lottery_run`), one with a `gradcount`
+  section the gradient-count driver (`experiments.gradcount_run`), `benn`
+  the BENN ensemble driver (`experiments.benn_run`), `mainsub` the
+  main/subsidiary pruning driver (`experiments.mainsub_run`), `repr` the
+  RePr driver (`experiments.repr_run`).
   """
   if "lottery" in config:
     from experiments import lottery_run  # pylint: disable=g-import-not-at-top
     return lottery_run.run(config, workdir)
+  if "gradcount" in config:
+    from experiments import gradcount_run  # pylint: disable=g-import-not-at-top
+    return gradcount_run.run(config, workdir)
+  if "benn" in config:
+    from experiments import benn_run  # pylint: disable=g-import-not-at-top
+    return benn_run.run(config, workdir)
+  if "mainsub" in config:
+    from experiments import mainsub_run  # pylint: disable=g-import-not-at-top
+    return mainsub_run.run(config, workdir)
+  if "repr" in config:
+    from experiments import repr_run  # pylint: disable=g-import-not-at-top
+    return repr_run.run(config, workdir)
   _prepare_workdir(config, workdir)
   is_main = jax.process_index() == 0
   summary = _stored_summary(workdir)
@@ -572,10 +637,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   with jax.set_mesh(engine.mesh):
     test = engine.evaluate(state.params, state.batch_stats, "test")
   writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
-  writer.write(int(state.step), {"test_accuracy": test["accuracy"],
-                                 "test_loss": test["loss"]})
+  writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
   writer.close()
   summary = _summary(config, engine.dataset, state, test)
+  if engine.task == "segmentation":
+    summary.update(segmentation_summary(engine, state, test))
   summary["model_summary"] = _model_summary(engine, state)
   if is_main:
     _write_json(os.path.join(workdir, "summary.json"), summary)

@@ -24,14 +24,15 @@ from absl import app
 from absl import flags
 
 _DATASET = flags.DEFINE_string(
-    'dataset', None, 'TFDS dataset to prepare: mnist, fashion_mnist, cifar10 '
-    'or cifar100.')
+    'dataset', None, 'TFDS dataset to prepare: mnist, fashion_mnist, cifar10, '
+    'cifar100 or oxford_iiit_pet.')
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', None, 'Where to prepare it (default: the TFDS default, '
     '~/tensorflow_datasets or $TFDS_DATA_DIR).')
 
-_PREPARABLE = ('mnist', 'fashion_mnist', 'cifar10', 'cifar100')
-_BUILT_IN = ('digits', 'synthetic')
+_PREPARABLE = ('mnist', 'fashion_mnist', 'cifar10', 'cifar100',
+               'oxford_iiit_pet')
+_BUILT_IN = ('digits', 'synthetic', 'shapes')
 
 
 def _fail(message: str) -> int:

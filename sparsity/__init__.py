@@ -13,10 +13,38 @@ on prunable leaves (Dense/Conv kernels by default), ``None`` elsewhere.
 * Per-step transform: :func:`masked` wraps any optax optimizer; the mask is
   passed to ``update`` as the keyword argument ``mask``.
 * Schedules: :func:`polynomial_sparsity`, :func:`prune_steps`.
+* Gradient-count sparsity (our reading of Khan et al. 2022): the per-step
+  :func:`count_gradients` and the events :func:`count_weighted_shrink`,
+  :func:`shrink`, :func:`prune_inactive`, :func:`redundant_filters`, with
+  :func:`composite_schedule`.
+* Filter (structured) masks: :func:`channel_groups`,
+  :func:`expand_filter_masks`, :func:`filters_of`, and the per-step
+  :func:`project_to_mask`.
+* Per-filter redundancy scores of a kernel (pure, jit-able):
+  :func:`orthogonality_scores` (RePr), :func:`max_cosine_scores`,
+  :func:`fpgm_scores`, :func:`norm_scores`.
+* RePr event functions: :func:`repr_scores`, :func:`repr_select`,
+  :func:`repr_mask`, :func:`repr_drop`, :func:`repr_reinit`,
+  :func:`repr_reset_moments`.
 
 This package imports nothing from ``experiments`` or ``launch``.
 """
 
+from sparsity._filters import channel_groups
+from sparsity._filters import expand_filter_masks
+from sparsity._filters import filters_of
+from sparsity._filters import project_to_mask
+from sparsity._gradcount import activity
+from sparsity._gradcount import composite_schedule
+from sparsity._gradcount import count_gradients
+from sparsity._gradcount import count_weighted_shrink
+from sparsity._gradcount import filter_mask_update
+from sparsity._gradcount import find_count_state
+from sparsity._gradcount import GradCountState
+from sparsity._gradcount import prune_inactive
+from sparsity._gradcount import redundant_filters
+from sparsity._gradcount import reset_counts
+from sparsity._gradcount import shrink
 from sparsity._magnitude import prune_global
 from sparsity._magnitude import prune_global_to
 from sparsity._magnitude import prune_layerwise
@@ -37,30 +65,65 @@ from sparsity._masks import leaf_name
 from sparsity._masks import masked_leaves
 from sparsity._masks import remaining_fraction
 from sparsity._masks import summarize
+from sparsity._redundancy import fpgm_scores
+from sparsity._redundancy import max_cosine_scores
+from sparsity._redundancy import norm_scores
+from sparsity._redundancy import orthogonality_scores
+from sparsity._repr import repr_drop
+from sparsity._repr import repr_mask
+from sparsity._repr import repr_reinit
+from sparsity._repr import repr_reset_moments
+from sparsity._repr import repr_scores
+from sparsity._repr import repr_select
 from sparsity._schedules import polynomial_sparsity
 from sparsity._schedules import prune_steps
 
 __all__ = (
+    "GradCountState",
+    "activity",
+    "composite_schedule",
+    "count_gradients",
+    "count_weighted_shrink",
+    "filter_mask_update",
+    "find_count_state",
+    "prune_inactive",
+    "redundant_filters",
+    "reset_counts",
+    "shrink",
     "MaskedState",
     "apply_mask",
+    "channel_groups",
     "combine_masks",
     "count",
     "create_mask",
     "default_prunable",
+    "expand_filter_masks",
+    "filters_of",
     "format_summary_table",
+    "fpgm_scores",
     "leaf_name",
     "mask_opt_state",
     "masked",
     "masked_leaves",
+    "max_cosine_scores",
+    "norm_scores",
+    "orthogonality_scores",
     "polynomial_sparsity",
     "prune_global",
     "prune_global_to",
     "prune_layerwise",
     "prune_layerwise_to",
+    "project_to_mask",
     "prune_steps",
     "random_mask_like",
     "remaining_fraction",
     "remove_smallest",
+    "repr_drop",
+    "repr_mask",
+    "repr_reinit",
+    "repr_reset_moments",
+    "repr_scores",
+    "repr_select",
     "resolve_rate",
     "summarize",
 )

@@ -248,3 +248,40 @@ TRANSFORMS += [
                                              binary.clip_params(1.0)),
               sparse=True, extra_args=lambda mask: {"mask": mask}),
 ]
+
+# sparsity filter masks: a filter mask derived from the weight mask (the
+# filters that are alive, minus every third output channel of the hidden
+# layers), expanded onto kernels and biases and ANDed with the weight mask;
+# project_to_mask zeroes the biases and kernels of the newly dropped
+# channels at the first step, masked keeps them and their moments at 0.
+_FILTER_TEMPLATE = jax.eval_shape(lambda: mlp_params(jax.random.key(0)))
+
+
+def filter_expanded_mask(mask: Any) -> Any:
+  """The expanded mask of the ``filters`` entry (jittable)."""
+  alive = sparsity.filters_of(mask, _FILTER_TEMPLATE)
+  hidden = [f"Dense_{i}" for i in range(len(MLP_SIZES) - 2)]
+  filter_masks = {name: jnp.logical_and(
+      alive[name], jnp.arange(alive[name].shape[0]) % 3 != 0)
+                  for name in hidden}
+  return sparsity.expand_filter_masks(_FILTER_TEMPLATE, filter_masks,
+                                      mask=mask)
+
+
+TRANSFORMS += [
+    Transform(name="sparsity.expand_filter_masks",
+              make=lambda inner: optax.chain(sparsity.masked(inner),
+                                             sparsity.project_to_mask()),
+              sparse=True,
+              extra_args=lambda mask: {"mask": filter_expanded_mask(mask)},
+              current_mask=lambda state, mask: filter_expanded_mask(mask)),
+]
+
+# sparsity gradient counting: the counts are chained before the masked
+# optimizer; they are int32, parameter-shaped and 0 at pruned positions.
+TRANSFORMS += [
+    Transform(name="sparsity.count_gradients",
+              make=lambda inner: optax.chain(sparsity.count_gradients(0.3),
+                                             sparsity.masked(inner)),
+              sparse=True, extra_args=lambda mask: {"mask": mask}),
+]

@@ -57,7 +57,8 @@ def test_unknown_dataset_lists_the_choices():
                      r'of: digits, synthetic, mnist'):
     data.get_dataset('nope')
   assert set(data.DATASETS) == {'digits', 'synthetic', 'mnist',
-                                'fashion_mnist', 'cifar10', 'cifar100'}
+                                'fashion_mnist', 'cifar10', 'cifar100',
+                                'shapes', 'oxford_iiit_pet'}
 
 
 def test_docstring_examples_run():
@@ -381,7 +382,7 @@ def test_prepare_data_unknown_dataset_exits_2_with_one_line():
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [
       "prepare_data: unknown dataset 'imagenet9000'; choose one of: mnist, "
-      'fashion_mnist, cifar10, cifar100']
+      'fashion_mnist, cifar10, cifar100, oxford_iiit_pet']
 
 
 def test_prepare_data_without_tensorflow_exits_2_with_one_line(tmp_path):

@@ -21,6 +21,8 @@ INPUT_SHAPES = {
     "resnet20": CIFAR, "resnet56": CIFAR,
     "vgg11": CIFAR, "vgg16": CIFAR, "vgg19": CIFAR,
     "binary_mlp": (28, 28, 1), "bnn_cnn": CIFAR,
+    "vanilla_cnn": CIFAR,  # RePr's 3 x 32 conv + FC 512 -> classes
+    "nin": CIFAR, "binary_resnet18": CIFAR,  # BENN / main-subsidiary
 }
 BN_MODELS = ("resnet20", "resnet56", "vgg11", "vgg16", "vgg19")
 
@@ -100,7 +102,11 @@ def test_conv_net_conv_counts_match_paper():
 
 
 def test_get_model_registry():
-  assert set(models.MODELS) == set(INPUT_SHAPES)
+  # Segmentation models (per-pixel logits) are tested in
+  # tests/test_segmentation.py.
+  segmentation = {"unet_tiny", "unet_small", "mobilenet_v3_small_seg",
+                  "mobilenet_v3_small_seg32"}
+  assert set(models.MODELS) - segmentation == set(INPUT_SHAPES)
   for name, cls in models.MODELS.items():
     model = models.get_model(name, 7)
     assert isinstance(model, cls) and model.num_classes == 7

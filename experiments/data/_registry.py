@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from experiments.data import _digits
+from experiments.data import _shapes
 from experiments.data import _sources
 from experiments.data import _synthetic
 from experiments.data import _tfds
 
-DATASETS = ('digits', 'synthetic', *_tfds.SPECS)
+DATASETS = ('digits', 'synthetic', *_tfds.SPECS, 'shapes',
+            *_tfds.SEGMENTATION)
 
 
 def get_dataset(name: str, *, data_dir=None, seed: int = 0,
@@ -19,6 +21,13 @@ def get_dataset(name: str, *, data_dir=None, seed: int = 0,
       'synthetic': seeded Gaussian classes; kwargs input_shape=(8, 8, 1),
         num_classes=10, num_train=2048, num_validation=256, num_test=512,
         class_sep=6.0.
+      'shapes': seeded segmentation images (background, square, disc,
+        triangle; task 'segmentation'); kwargs size=32, num_train=1024,
+        num_validation=128, num_test=256, max_shapes=3, noise=0.05,
+        min_contrast=0.25.
+      'oxford_iiit_pet': TFDS segmentation (trimap - 1: pet, background,
+        border), prepared once; kwargs size=64, num_validation=368,
+        binary=False.
       'mnist', 'fashion_mnist', 'cifar10', 'cifar100': TFDS, prepared once
         with `python -m launch.prepare_data`; kwargs num_validation=5000
         (held-out tail of the TFDS train split), standardize=False.
@@ -46,6 +55,12 @@ def get_dataset(name: str, *, data_dir=None, seed: int = 0,
   if name == 'synthetic':
     del data_dir  # Generated.
     return _synthetic.load(seed=seed, **kwargs)
+  if name == 'shapes':
+    del data_dir  # Generated.
+    return _shapes.load(seed=seed, **kwargs)
+  if name in _tfds.SEGMENTATION:
+    del seed  # The split is fixed by TFDS and num_validation.
+    return _tfds.load_segmentation(name, data_dir=data_dir, **kwargs)
   if name in _tfds.SPECS:
     del seed  # The split is fixed by TFDS and num_validation.
     return _tfds.load(name, data_dir=data_dir, **kwargs)

@@ -26,11 +26,14 @@ class Dataset:
     splits: {'train', 'validation', 'test'} -> source (see module docstring).
     input_shape: the shape of one image, without batch, e.g. (8, 8, 1).
     num_classes: labels are in [0, num_classes).
+    task: 'classification' (one int32 label per image) or 'segmentation'
+      (an int32 label per pixel: label shape = input_shape[:-1]).
   """
   name: str
   splits: dict[str, Any]
   input_shape: tuple[int, ...]
   num_classes: int
+  task: str = 'classification'
 
 
 class ArraySource:
@@ -43,7 +46,7 @@ class ArraySource:
   def __init__(self, image: np.ndarray, label: np.ndarray):
     image = np.array(image, dtype=np.float32, copy=True)
     label = np.array(label, dtype=np.int32, copy=True)
-    if label.ndim != 1 or image.shape[:1] != label.shape:
+    if label.ndim < 1 or image.shape[:1] != label.shape[:1]:
       raise ValueError(f'image {image.shape} and label {label.shape} do not '
                        'have one label per image')
     image.setflags(write=False)

@@ -23,15 +23,22 @@ from experiments.models._binary import BinaryCNN, BinaryMLP, is_binary_kernel
 from experiments.models._convnets import Conv2, Conv4, Conv6, ConvNet
 from experiments.models._layers import LayerListError, layer_list
 from experiments.models._mlp import LeNet300100, MLP
+from experiments.models._binary_resnet import BinaryResNet18
+from experiments.models._nin import NIN, binary_conv_names
 from experiments.models._resnet import BasicBlock, ResNet, ResNet20, ResNet56
+from experiments.models._segmentation import (
+    MobileNetV3Small, MobileNetV3SmallSeg32, UNet, UNetSmall, UNetTiny)
 from experiments.models._vgg import VGG, VGG11, VGG16, VGG19, VGG_CFGS
+from experiments.models._vanilla import VanillaCNN
 
 __all__ = [
     "MODELS", "get_model", "layer_list", "abstract_variables",
     "LayerListError", "MLP", "LeNet300100", "ConvNet", "Conv2", "Conv4",
     "Conv6", "BasicBlock", "ResNet", "ResNet20", "ResNet56", "VGG", "VGG11",
     "VGG16", "VGG19", "VGG_CFGS", "BinaryMLP", "BinaryCNN",
-    "is_binary_kernel",
+    "is_binary_kernel", "VanillaCNN", "NIN", "binary_conv_names",
+    "UNet", "UNetTiny", "UNetSmall", "MobileNetV3Small",
+    "MobileNetV3SmallSeg32",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -47,6 +54,13 @@ MODELS: dict[str, type[nn.Module]] = {
     "vgg19": VGG19,
     "binary_mlp": BinaryMLP,
     "bnn_cnn": BinaryCNN,
+    "vanilla_cnn": VanillaCNN,
+    "nin": NIN,
+    "binary_resnet18": BinaryResNet18,
+    "unet_tiny": UNetTiny,
+    "unet_small": UNetSmall,
+    "mobilenet_v3_small_seg": MobileNetV3Small,
+    "mobilenet_v3_small_seg32": MobileNetV3SmallSeg32,
 }
 
 
