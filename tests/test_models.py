@@ -23,6 +23,7 @@ INPUT_SHAPES = {
     "binary_mlp": (28, 28, 1), "bnn_cnn": CIFAR,
     "vanilla_cnn": CIFAR,  # RePr's 3 x 32 conv + FC 512 -> classes
     "nin": CIFAR, "binary_resnet18": CIFAR,  # BENN / main-subsidiary
+    "fbs_cnn": CIFAR, "fbs_digits_cnn": (8, 8, 1),  # FBS (dynamic gating)
 }
 BN_MODELS = ("resnet20", "resnet56", "vgg11", "vgg16", "vgg19")
 

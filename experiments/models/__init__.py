@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from experiments.models._binary import BinaryCNN, BinaryMLP, is_binary_kernel
 from experiments.models._convnets import Conv2, Conv4, Conv6, ConvNet
+from experiments.models._fbs import FBSCNN, FBSConv, FBSDigitsCNN, uses_fbs
 from experiments.models._layers import LayerListError, layer_list
 from experiments.models._mlp import LeNet300100, MLP
 from experiments.models._binary_resnet import BinaryResNet18
@@ -38,7 +39,7 @@ __all__ = [
     "VGG16", "VGG19", "VGG_CFGS", "BinaryMLP", "BinaryCNN",
     "is_binary_kernel", "VanillaCNN", "NIN", "binary_conv_names",
     "UNet", "UNetTiny", "UNetSmall", "MobileNetV3Small",
-    "MobileNetV3SmallSeg32",
+    "MobileNetV3SmallSeg32", "FBSCNN", "FBSConv", "FBSDigitsCNN", "uses_fbs",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {
@@ -61,6 +62,8 @@ MODELS: dict[str, type[nn.Module]] = {
     "unet_small": UNetSmall,
     "mobilenet_v3_small_seg": MobileNetV3Small,
     "mobilenet_v3_small_seg32": MobileNetV3SmallSeg32,
+    "fbs_cnn": FBSCNN,
+    "fbs_digits_cnn": FBSDigitsCNN,
 }
 
 

@@ -79,6 +79,7 @@ Ops (attributes in addition to the keys above; x is the first input):
                hard_sigmoid  relu6(x + 3) / 6
                hard_swish    x * relu6(x + 3) / 6
                hard_tanh  clip(x, -1, 1)
+               abs        |x|
 ``sign``       +1 where x >= 0, else -1 (sign(0) = +1), as float.
 ``pool``       attrs: ``kind`` "max" | "avg"; ``global`` bool.
                global: reduce H and W of NHWC x, output (C,).
@@ -96,6 +97,14 @@ Ops (attributes in addition to the keys above; x is the first input):
                y[n, i, j, c] = x[n, i // FH, j // FW, c].
 ``gate``       channel gate (squeeze-excite): inputs [x, g], x (H, W, C),
                g (C,): y[n, h, w, c] = x[n, h, w, c] * g[n, c].
+``wta``        k-winners-take-all over the last axis of x (C,) (FBS,
+               ``sparsity.winners_take_all``): per example the k largest
+               entries are kept, the others set to exactly 0; among equal
+               values the lower index wins.  attrs: ``k`` (int, 1 <= k <=
+               C) and ``density`` (the d with k = ceil(d * C), for reports).
+               A ``gate`` whose g is a ``wta`` output is sparse: channels
+               with g = 0 are 0 whatever x is, so an evaluator may skip
+               computing them (and the producer of x for them).
 
 Binary layers (``dense`` and ``conv`` only)
 -------------------------------------------
@@ -138,11 +147,11 @@ __all__ = [
     "layer_list", "record", "recording_active",
     "dense", "conv", "batchnorm", "activation", "relu", "sign", "max_pool",
     "avg_pool", "global_avg_pool", "global_max_pool", "flatten", "add",
-    "concat", "upsample", "gate",
+    "concat", "upsample", "gate", "wta",
 ]
 
 OPS = ("dense", "conv", "batchnorm", "activation", "sign", "pool", "flatten",
-       "add", "concat", "upsample", "gate")
+       "add", "concat", "upsample", "gate", "wta")
 _RESERVED_KEYS = ("name", "op", "inputs", "params", "shape")
 # Values of the binary attributes of dense/conv entries (module docstring).
 KERNEL_QUANTIZERS = (None, "sign", "magnitude_aware_sign")
@@ -164,6 +173,7 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "hard_sigmoid": jax.nn.hard_sigmoid,
     "hard_swish": jax.nn.hard_swish,
     "hard_tanh": _hard_tanh,
+    "abs": jnp.abs,
 }
 
 
@@ -545,3 +555,13 @@ def gate(x, g, *, name: str | None = None):
     raise ValueError(f"gate() needs g of shape (N, {x.shape[-1]}), "
                      f"got {g.shape}")
   return record("gate", [x, g], x * g[:, None, None, :], name=name)
+
+
+def wta(g, density: float, *, name: str | None = None):
+  """k-winners-take-all of (N, C) saliencies, k = ceil(density * C) (FBS)."""
+  from sparsity import _fbs  # pylint: disable=g-import-not-at-top
+  if g.ndim != 2:
+    raise ValueError(f"wta() needs g of shape (N, C), got {g.shape}")
+  k = _fbs.wta_count(density, g.shape[-1])
+  return record("wta", [g], _fbs.winners_take_all(g, k), name=name, k=k,
+                density=float(density))
