@@ -1,0 +1,369 @@
+"""Filter-pruning driver: FPGM, Network Slimming, and the scratch baselines.
+
+`run(config, workdir)` is what `train.train_and_evaluate` calls for a config
+with a `filterprune` section. Every stage is a checkpointed phase
+(`train.train_phase`) on one `train.Engine`, so a killed run resumes in the
+phase it was in:
+
+    WORKDIR/train/       steps 0 .. T = num_steps
+                         fpgm: the filter masks are recomputed from the
+                         current weights at step 0 and after every
+                         `prune_every` steps (default one epoch) and at T
+                         (`sparsity.fpgm_filter_masks`); between events the
+                         masked optimizer holds the pruned filters (kernel,
+                         BatchNorm scale and shift, moments) at exactly 0;
+                         the mask of step T is the hard result.
+                         slimming: training with `l1 * sign(gamma)` added to
+                         every BatchNorm scale's gradient
+                         (`sparsity.bn_scale_l1`).
+    WORKDIR/finetune/    slimming only: the globally smallest |gamma|
+                         channels (`prune_fraction` of them) pruned with their
+                         filters (`sparsity.slimming_filter_masks`), then
+                         `finetune_steps` steps with a fresh optimizer (the
+                         run's schedule stretched to the fine-tuning length,
+                         or a constant `finetune_lr`), no L1.
+    WORKDIR/scratch_e/   Liu et al. 2019, "Rethinking the Value of Network
+    WORKDIR/scratch_b/   Pruning": the pruned architecture (the final filter
+                         mask, fixed) trained from a fresh initialization
+                         (key derived from `seed`) for T steps (Scratch-E)
+                         and for T * dense MACs / pruned MACs steps
+                         (Scratch-B, the same compute), the schedule
+                         stretched to the length.
+    WORKDIR/summary.json "final" (test accuracy, remaining_fraction,
+                         macs_fraction), "structured" (MACs and filters per
+                         layer), "baselines" {"scratch_e", "scratch_b"},
+                         "slimming" (accuracy before pruning and before
+                         fine-tuning).
+
+A masked filter is the removed filter: its output channel is exactly 0
+after its BatchNorm (scale and shift masked too), so the masked network
+computes what the physically smaller one computes; MACs are counted for
+the smaller one (`experiments.structured.structured_macs`).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from experiments import config_check
+from experiments import data as data_lib
+from experiments import models as models_lib
+from experiments import optimizers
+from experiments import structured
+from experiments import train
+import sparsity
+
+METHODS = ("fpgm", "slimming")
+
+
+def _read_json(path: str) -> Any:
+  with open(path) as f:
+    return json.load(f)
+
+
+def scaled_config(config, factor: float, num_steps: int):
+  """A copy of `config` whose schedule is stretched to `num_steps`.
+
+  Step-valued schedule fields (`lr_decay_steps`, `warmup_steps`,
+  `lr_decay_every`) are multiplied by `factor` (Liu et al. 2019 stretch
+  Scratch-B's schedule the same way).
+  """
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    c.num_steps = int(num_steps)
+    if "lr_decay_steps" in c:
+      c.lr_decay_steps = tuple(int(round(s * factor))
+                               for s in c.lr_decay_steps)
+    if "warmup_steps" in c:
+      c.warmup_steps = int(round(c.warmup_steps * factor))
+    if "lr_decay_every" in c:
+      c.lr_decay_every = max(1, int(round(c.lr_decay_every * factor)))
+  return c
+
+
+class _Driver:
+  """One filter-pruning run: the engine, the pruned layers, the phases."""
+
+  def __init__(self, config, workdir: str):
+    self.config, self.workdir = config, workdir
+    self.fp = config.filterprune
+    self.is_main = jax.process_index() == 0
+    base = train.build(config)
+    self.input_shape = base.dataset.input_shape
+    self.layers = models_lib.layer_list(base.model, self.input_shape)
+    self.groups = sparsity.channel_groups(self.layers)
+    convs = [e["name"] for e in self.layers if e["op"] == "conv"]
+    chosen = [n for n in convs if not tuple(self.fp.layers) or any(
+        config_check.layer_matches(p, n) for p in self.fp.layers)]
+    self.pruned = [n for n in chosen if not any(
+        config_check.layer_matches(p, n) for p in tuple(self.fp.exclude))]
+    if self.fp.method == "slimming":
+      self.pruned = [n for n in self.pruned if self._bn_of(n) is not None]
+    self.steps_per_epoch = data_lib.steps_per_epoch(
+        base.dataset.splits["train"], config.batch_size)
+    self.tx = self._tx(config, l1=self._l1())
+    tx, pruned, groups = self.tx, self.pruned, self.groups
+
+    def init_state(rng) -> train.TrainState:
+      s = base.init_state(rng)
+      keep = {n: np.ones((_kernel(s.params, n).shape[-1],), bool)
+              for n in pruned}
+      mask = sparsity.expand_filter_masks(s.params, keep, groups,
+                                          sparsity.create_mask(s.params))
+      return s.replace(opt_state=tx.init(s.params), mask=mask)
+
+    self.engine = train.Engine(
+        config, train.Run(base.dataset, base.model, self.tx, init_state))
+    self._txs: dict = {}
+
+  # -- pieces -----------------------------------------------------------------
+  def _l1(self) -> float:
+    return float(self.fp.l1) if self.fp.method == "slimming" else 0.0
+
+  def _tx(self, config, *, l1: float, constant_lr: float | None = None):
+    """masked(chain(bn_scale_l1, optimizer)) for slimming (l1 may be 0, so
+    every phase has one optimizer-state structure), masked(optimizer)
+    otherwise."""
+    inner = optimizers.make_optimizer(
+        config, constant_lr=constant_lr,
+        binary_include=models_lib.is_binary_kernel)
+    if self.fp.method == "slimming":
+      inner = optax.chain(sparsity.bn_scale_l1(l1), inner)
+    return sparsity.masked(inner)
+
+  def _bn_of(self, conv: str) -> str | None:
+    for bn in self.groups.get(conv, ()):
+      e = next(e for e in self.layers if e["name"] == bn)
+      if "scale" in e["params"]:
+        return bn
+    return None
+
+  def phase(self, name: str, start, end_step: int, label: str, tx=None,
+            prune_at=None, event_fn=None) -> train.TrainState:
+    return train.train_phase(
+        self.engine, os.path.join(self.workdir, name), start,
+        end_step=end_step, data_seed=self.config.seed, tx=tx or self.tx,
+        prune_at=prune_at, event_fn=event_fn, label=label)
+
+  def test(self, state) -> dict:
+    with jax.set_mesh(self.engine.mesh):
+      return self.engine.evaluate(state.params, state.batch_stats, "test")
+
+  def with_filters(self, state, keep: dict, opt_state=None):
+    """`state` with filter masks `keep` (the whole mask is rebuilt, so a
+    filter pruned before and kept now is alive again: soft pruning)."""
+    params = jax.device_get(state.params)
+    mask = sparsity.expand_filter_masks(
+        params, keep, self.groups, sparsity.create_mask(params))
+    params = sparsity.apply_mask(params, mask)
+    opt = jax.device_get(state.opt_state) if opt_state is None else opt_state
+    opt = sparsity.mask_opt_state(opt, mask)
+    return state.replace(params=params, mask=mask, opt_state=opt)
+
+  def kept_filters(self, state) -> dict:
+    alive = sparsity.filters_of(jax.device_get(state.mask),
+                                jax.device_get(state.params))
+    return {n: np.asarray(alive[n]) for n in self.pruned}
+
+  # -- FPGM -------------------------------------------------------------------
+  def fpgm_rates(self) -> dict:
+    rates = {}
+    overrides = dict(self.fp.layer_rates or {})
+    for n in self.pruned:
+      r = float(self.fp.rate)
+      for pattern, value in overrides.items():
+        if config_check.layer_matches(pattern, n):
+          r = float(value)
+      rates[n] = r
+    return rates
+
+  def fpgm_event(self, state, _arg):
+    params = jax.device_get(state.params)
+    keep = sparsity.fpgm_filter_masks(
+        {n: _kernel(params, n) for n in self.pruned}, self.fpgm_rates(),
+        float(self.fp.rate_norm), self.fp.criterion)
+    return self.engine.place(self.with_filters(state, keep))
+
+  def prune_every(self) -> int:
+    return int(self.fp.prune_every) or self.steps_per_epoch
+
+  # -- slimming ---------------------------------------------------------------
+  def slimming_keep(self, state) -> dict:
+    params = jax.device_get(state.params)
+    scales = {n: np.asarray(params[self._bn_of(n)]["scale"])
+              for n in self.pruned}
+    return sparsity.slimming_filter_masks(scales,
+                                          float(self.fp.prune_fraction))
+
+  # -- scratch ----------------------------------------------------------------
+  def scratch_start(self, keep: dict, tx):
+    key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 0x5C)
+    s = jax.device_get(self.engine.run.init_state(key))
+    s = s.replace(opt_state=tx.init(s.params))
+    return self.engine.place(self.with_filters(s, keep, s.opt_state))
+
+  def scratch(self, name: str, keep: dict, steps: int, factor: float,
+              label: str) -> dict:
+    cfg = scaled_config(self.config, factor, steps)
+    tx = self._txs.setdefault(name, self._tx(cfg, l1=0.0))
+    state = self.phase(name, lambda: self.scratch_start(keep, tx), steps,
+                       label, tx=tx)
+    return {"test_accuracy": self.test(state)["accuracy"],
+            "steps": int(steps), "factor": float(factor)}
+
+  # -- the run ----------------------------------------------------------------
+  def run(self) -> dict:
+    t = int(self.config.num_steps)
+    fp = self.fp
+    extra: dict = {}
+    if fp.method == "fpgm":
+      every = self.prune_every()
+      events = {s: None for s in range(0, t, every)}
+      events[t] = None
+      state = self.phase("train", lambda: self.engine.init(
+          jax.random.PRNGKey(self.config.seed)), t,
+                         f"FPGM ({fp.criterion}): soft pruning every "
+                         f"{every} steps", prune_at=events,
+                         event_fn=self.fpgm_event)
+      final = state
+    else:
+      state = self.phase("train", lambda: self.engine.init(
+          jax.random.PRNGKey(self.config.seed)), t,
+                         f"Network slimming: training with L1 {fp.l1} on "
+                         "BatchNorm scales")
+      keep = self.slimming_keep(state)
+      f = int(fp.finetune_steps)
+      ft_cfg = scaled_config(self.config, f / t, f)
+      ft_tx = self._txs.setdefault("finetune", self._tx(
+          ft_cfg, l1=0.0, constant_lr=float(fp.finetune_lr) or None))
+
+      def pruned_start():
+        s = jax.device_get(state)
+        s = s.replace(opt_state=ft_tx.init(s.params))
+        return self.engine.place(self.with_filters(s, keep, s.opt_state))
+
+      pruned = self.engine.place(pruned_start())
+      extra["slimming"] = {
+          "unpruned_test_accuracy": self.test(state)["accuracy"],
+          "pruned_test_accuracy_before_finetune":
+              self.test(pruned)["accuracy"],
+          "finetune_steps": f}
+      final = self.phase("finetune", pruned_start, t + f,
+                         f"Network slimming: fine-tuning {f} steps after "
+                         f"pruning {fp.prune_fraction:.0%} of the channels",
+                         tx=ft_tx)
+    test = self.test(final)
+    keep = self.kept_filters(final)
+    macs = structured.structured_macs(self.layers, keep,
+                                      input_shape=self.input_shape)
+    summary = train._summary(self.config, self.engine.dataset, final, test)  # pylint: disable=protected-access
+    summary["final"]["macs_fraction"] = macs["macs_fraction"]
+    summary["structured"] = {
+        "method": fp.method, "pruned_layers": self.pruned,
+        "dense_macs": macs["dense_macs"], "macs": macs["macs"],
+        "layers": macs["layers"],
+        "filters_kept": int(sum(np.sum(k) for k in keep.values())),
+        "filters": int(sum(np.size(k) for k in keep.values()))}
+    if fp.method == "fpgm":
+      summary["structured"].update(criterion=fp.criterion,
+                                   rates=self.fpgm_rates(),
+                                   rate_norm=float(fp.rate_norm),
+                                   prune_every=self.prune_every())
+    summary.update(extra)
+    if fp.scratch:
+      b_steps, factor = structured.scratch_b_steps(
+          t, macs["macs_fraction"], float(fp.scratch_b_max_factor))
+      summary["baselines"] = {
+          "scratch_e": self.scratch("scratch_e", keep, t, 1.0,
+                                    f"Scratch-E: pruned architecture from "
+                                    f"a fresh init, {t} steps"),
+          "scratch_b": self.scratch("scratch_b", keep, b_steps, factor,
+                                    f"Scratch-B: pruned architecture from "
+                                    f"a fresh init, {b_steps} steps (x"
+                                    f"{factor:.2f}, the same MACs)"),
+      }
+    return summary
+
+
+def load_state(config, workdir: str, phase: str = "train"):
+  """The newest checkpointed TrainState of a phase ("train", "finetune",
+  "scratch_e", "scratch_b") of a filterprune run."""
+  driver = _Driver(config, workdir)
+  _, restored = driver.engine.restore(os.path.join(workdir, phase))
+  if restored is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/{phase}")
+  return restored[0]
+
+
+def _kernel(params, name: str):
+  node = params
+  for k in name.split("/"):
+    node = node[k]
+  return node["kernel"]
+
+
+def format_result(summary: dict) -> str:
+  """Per-layer filters and MACs, then the method and baseline rows."""
+  s = summary["structured"]
+  w = max(len("layer"), *(len(r["name"]) for r in s["layers"]))
+  lines = [f"{'layer':<{w}}  filters kept  MACs (pruned / dense)"]
+  for r in s["layers"]:
+    lines.append(f"{r['name']:<{w}}  {r['filters_kept']:>5} / "
+                 f"{r['filters']:<5} {r['macs']:>12,} / {r['dense_macs']:,}")
+  f = summary["final"]
+  lines.append(f"MACs {s['macs']:,} of {s['dense_macs']:,} "
+               f"({f['macs_fraction']:.3f}); filters {s['filters_kept']} of "
+               f"{s['filters']}")
+  rows = []
+  if "slimming" in summary:
+    sl = summary["slimming"]
+    rows += [("unpruned (with L1)", sl["unpruned_test_accuracy"]),
+             ("pruned, before fine-tuning",
+              sl["pruned_test_accuracy_before_finetune"])]
+  rows.append((f"{s['method']} (pruned)", f["test_accuracy"]))
+  b = summary.get("baselines", {})
+  if b:
+    rows += [(f"Scratch-E ({b['scratch_e']['steps']} steps)",
+              b["scratch_e"]["test_accuracy"]),
+             (f"Scratch-B ({b['scratch_b']['steps']} steps)",
+              b["scratch_b"]["test_accuracy"])]
+  w = max(len(r[0]) for r in rows)
+  lines.append(f"{'':<{w}}  test accuracy")
+  lines += [f"{name:<{w}}  {acc:.4f}" for name, acc in rows]
+  return "\n".join(lines)
+
+
+def run(config, workdir: str) -> dict:
+  """Runs (or resumes) the filter-pruning run in `workdir`.
+
+  Raises `config_check.ConfigError` for a bad config or a workdir of
+  another config (nothing is written then).
+  """
+  config_check.validate(config, device_count=jax.device_count())
+  train._check_workdir(config, workdir)  # pylint: disable=protected-access
+  path = os.path.join(workdir, "summary.json")
+  if os.path.exists(path):
+    summary = _read_json(path)
+    if jax.process_index() == 0:
+      print(f"Run in {workdir} already finished; stored result:")
+      print(format_result(summary), flush=True)
+    return summary
+  driver = _Driver(config, workdir)
+  if not driver.pruned:
+    what = ("conv layer followed by a BatchNorm with a scale"
+            if config.filterprune.method == "slimming" else "conv layer")
+    raise config_check.ConfigError(
+        f"config.filterprune.layers: {config.model} has no {what} to prune "
+        "(check filterprune.layers / filterprune.exclude)")
+  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+  summary = driver.run()
+  if jax.process_index() == 0:
+    train._write_json(path, summary)  # pylint: disable=protected-access
+    print(format_result(summary), flush=True)
+  return summary
