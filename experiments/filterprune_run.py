@@ -42,7 +42,6 @@ the smaller one (`experiments.structured.structured_macs`).
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 from typing import Any
@@ -55,6 +54,7 @@ from experiments import config_check
 from experiments import data as data_lib
 from experiments import models as models_lib
 from experiments import optimizers
+from experiments import scratch
 from experiments import structured
 from experiments import train
 import sparsity
@@ -65,26 +65,6 @@ METHODS = ("fpgm", "slimming")
 def _read_json(path: str) -> Any:
   with open(path) as f:
     return json.load(f)
-
-
-def scaled_config(config, factor: float, num_steps: int):
-  """A copy of `config` whose schedule is stretched to `num_steps`.
-
-  Step-valued schedule fields (`lr_decay_steps`, `warmup_steps`,
-  `lr_decay_every`) are multiplied by `factor` (Liu et al. 2019 stretch
-  Scratch-B's schedule the same way).
-  """
-  c = copy.deepcopy(config)
-  with c.unlocked():
-    c.num_steps = int(num_steps)
-    if "lr_decay_steps" in c:
-      c.lr_decay_steps = tuple(int(round(s * factor))
-                               for s in c.lr_decay_steps)
-    if "warmup_steps" in c:
-      c.warmup_steps = int(round(c.warmup_steps * factor))
-    if "lr_decay_every" in c:
-      c.lr_decay_every = max(1, int(round(c.lr_decay_every * factor)))
-  return c
 
 
 class _Driver:
@@ -201,22 +181,6 @@ class _Driver:
     return sparsity.slimming_filter_masks(scales,
                                           float(self.fp.prune_fraction))
 
-  # -- scratch ----------------------------------------------------------------
-  def scratch_start(self, keep: dict, tx):
-    key = jax.random.fold_in(jax.random.PRNGKey(self.config.seed), 0x5C)
-    s = jax.device_get(self.engine.run.init_state(key))
-    s = s.replace(opt_state=tx.init(s.params))
-    return self.engine.place(self.with_filters(s, keep, s.opt_state))
-
-  def scratch(self, name: str, keep: dict, steps: int, factor: float,
-              label: str) -> dict:
-    cfg = scaled_config(self.config, factor, steps)
-    tx = self._txs.setdefault(name, self._tx(cfg, l1=0.0))
-    state = self.phase(name, lambda: self.scratch_start(keep, tx), steps,
-                       label, tx=tx)
-    return {"test_accuracy": self.test(state)["accuracy"],
-            "steps": int(steps), "factor": float(factor)}
-
   # -- the run ----------------------------------------------------------------
   def run(self) -> dict:
     t = int(self.config.num_steps)
@@ -239,7 +203,7 @@ class _Driver:
                          "BatchNorm scales")
       keep = self.slimming_keep(state)
       f = int(fp.finetune_steps)
-      ft_cfg = scaled_config(self.config, f / t, f)
+      ft_cfg = scratch.scaled_config(self.config, f / t, f)
       ft_tx = self._txs.setdefault("finetune", self._tx(
           ft_cfg, l1=0.0, constant_lr=float(fp.finetune_lr) or None))
 
@@ -277,17 +241,12 @@ class _Driver:
                                    prune_every=self.prune_every())
     summary.update(extra)
     if fp.scratch:
-      b_steps, factor = structured.scratch_b_steps(
-          t, macs["macs_fraction"], float(fp.scratch_b_max_factor))
-      summary["baselines"] = {
-          "scratch_e": self.scratch("scratch_e", keep, t, 1.0,
-                                    f"Scratch-E: pruned architecture from "
-                                    f"a fresh init, {t} steps"),
-          "scratch_b": self.scratch("scratch_b", keep, b_steps, factor,
-                                    f"Scratch-B: pruned architecture from "
-                                    f"a fresh init, {b_steps} steps (x"
-                                    f"{factor:.2f}, the same MACs)"),
-      }
+      summary["baselines"] = scratch.run_baselines(
+          self.engine, self.workdir, mask=final.mask, steps=t,
+          macs_fraction=macs["macs_fraction"],
+          make_tx=lambda cfg: self._tx(cfg, l1=0.0),
+          max_factor=float(fp.scratch_b_max_factor),
+          tx_e=self.tx if fp.method == "fpgm" else None)
     return summary
 
 

@@ -27,6 +27,12 @@ counts live in the optimizer state, the mask in the TrainState):
                                     pruning (cubic) to `target_sparsity`
     (warmup + joint, num_steps]  masked fine-tune (mask frozen)
 
+With `gradcount.scratch`, the final mask is then trained from a fresh
+init as Scratch-E and Scratch-B (`experiments.scratch`, Liu et al. 2019),
+in `WORKDIR/scratch_e/` and `WORKDIR/scratch_b/`; summary.json adds
+`baselines` and `final.macs_fraction` (removed filters, dead input
+channels and pruned weights counted, `structured.structured_macs`).
+
 `l1` and `magnitude` are the controls at the same final sparsity: set
 `gradcount.target_sparsity`, or `gradcount.match_workdir` to a finished
 gradcount run whose kernel remaining fraction they then match.
@@ -57,7 +63,9 @@ from experiments import config_check
 from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
+from experiments import scratch
 from experiments import segmentation
+from experiments import structured
 from experiments import train
 import sparsity
 
@@ -115,6 +123,23 @@ def _kernel(params, layer: str):
   for k in layer.split("/"):
     node = node[k]
   return node["kernel"]
+
+
+def pruned_macs(setup: _Setup, state) -> dict:
+  """`structured.structured_macs` of the final mask: removed filters, the
+  input channels they leave dead, and the kept weights of every kernel."""
+  mask = jax.device_get(state.mask)
+  params = jax.device_get(state.params)
+  alive = sparsity.filters_of(mask, params)
+  kernels = {}
+  for e in setup.layers:
+    if e["op"] in ("conv", "dense") and "kernel" in e["params"]:
+      m = _kernel(mask, e["name"])
+      if m is not None:
+        kernels[e["name"]] = np.asarray(m)
+  return structured.structured_macs(
+      setup.layers, {n: np.asarray(alive[n]) for n in setup.removable},
+      input_shape=setup.engine.dataset.input_shape, kernel_masks=kernels)
 
 
 def _score_fn(kind: str):
@@ -285,6 +310,19 @@ def run(config, workdir: str) -> dict:
         counts["filters_kept"] / max(counts["filters"], 1))
   summary["gradcount"] = {"method": gc.method, "target_sparsity": target,
                           "removable_layers": setup.removable}
+  macs = pruned_macs(setup, state)
+  summary["final"]["macs_fraction"] = macs["macs_fraction"]
+  if gc.get("scratch", False):
+    eps = float(gc.eps)
+    summary["baselines"] = scratch.run_baselines(
+        engine, workdir, mask=state.mask, steps=int(config.num_steps),
+        macs_fraction=macs["macs_fraction"],
+        make_tx=lambda cfg: optax.chain(
+            sparsity.count_gradients(eps), sparsity.masked(
+                optimizers.make_optimizer(
+                    cfg, binary_include=models_lib.is_binary_kernel))),
+        max_factor=float(gc.get("scratch_b_max_factor", 0.0)),
+        tx_e=engine.run.tx)
   if is_main:
     train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
     print(train.format_result(summary), flush=True)

@@ -22,6 +22,10 @@ directory, done when its `result.json` exists:
                                 per-layer counts, applied to main/'s weights
                                 and fine-tuned for N x `finetune_steps` (the
                                 learned run's total main-stage budget)
+    WORKDIR/scratch_e/, scratch_b/  with `mainsub.scratch`: the final
+                                mask trained from a fresh init for
+                                `num_steps` and for the same MACs
+                                (`experiments.scratch`, Liu et al. 2019)
     WORKDIR/summary.json, mainsub.md
 
 The gate is `keep = (sign(M) + 1) / 2` with the STE (`binary.
@@ -50,6 +54,8 @@ import binary
 from experiments import config_check
 from experiments import models as models_lib
 from experiments import optimizers
+from experiments import scratch
+from experiments import structured
 from experiments import train
 import sparsity
 
@@ -275,10 +281,22 @@ class _Driver:
       subs.append(self.run_sub(i, name))
       mains.append(self.run_main(i, name, subs[-1]))
     controls = {c: self.run_control(c, subs) for c in self.ms.controls}
+    final = self.final_state(self.main_dir(len(self.layers) - 1))
+    macs = self.pruned_macs(final)
+    baselines = None
+    if self.ms.get("scratch", False):
+      baselines = scratch.run_baselines(
+          self.engine, self.workdir, mask=final.mask,
+          steps=int(self.config.num_steps),
+          macs_fraction=macs["macs_fraction"],
+          make_tx=lambda cfg: sparsity.masked(optimizers.make_optimizer(
+              cfg, binary_include=models_lib.is_binary_kernel)),
+          max_factor=float(self.ms.get("scratch_b_max_factor", 0.0)),
+          tx_e=self.tx_main)
     kept = sum(s["kept"] for s in subs)
     total = sum(s["filters"] for s in subs)
     last = mains[-1]
-    return {
+    out = {
         "dataset": self.config.dataset,
         "model": self.config.model,
         "mainsub": {"alpha": float(self.ms.alpha), "penalty": self.ms.penalty,
@@ -287,6 +305,7 @@ class _Driver:
         "final": {"test_accuracy": last["test_accuracy"],
                   "test_loss": last["test_loss"],
                   "filters_remaining_fraction": kept / total,
+                  "macs_fraction": macs["macs_fraction"],
                   "step": last["end_step"]},
         "filters_remaining_fraction": kept / total,
         "layers": [{"name": s["layer"], "filters": s["filters"],
@@ -298,6 +317,21 @@ class _Driver:
         "num_classes": self.engine.dataset.num_classes,
         "devices": jax.device_count(),
     }
+    if baselines is not None:
+      out["baselines"] = baselines
+    return out
+
+  def pruned_macs(self, state) -> dict:
+    """MACs of the final network (removed filters; the BatchNorm after a
+    removed filter is not masked here, so the next layer reads every
+    channel)."""
+    layers = models_lib.layer_list(self.model,
+                                   self.engine.dataset.input_shape)
+    alive = sparsity.filters_of(jax.device_get(state.mask),
+                                jax.device_get(state.params))
+    return structured.structured_macs(
+        layers, {n: np.asarray(alive[n]) for n in self.layers},
+        input_shape=self.engine.dataset.input_shape, masked_bn=False)
 
 
 def format_table(summary: dict, markdown: bool = False) -> str:
@@ -314,6 +348,8 @@ def format_table(summary: dict, markdown: bool = False) -> str:
   ctrl = [f"control {k}: {v['test_accuracy']:.4f} (before fine-tuning "
           f"{v['test_accuracy_before_finetune']:.4f})"
           for k, v in summary["controls"].items()]
+  ctrl += [f"{k}: {v['test_accuracy']:.4f} ({v['steps']} steps from a "
+           "fresh init)" for k, v in summary.get("baselines", {}).items()]
   if markdown:
     lines = [f"**{head}**", "", "| " + " | ".join(rows[0]) + " |",
              "|" + "---|" * len(rows[0])]

@@ -36,14 +36,15 @@ _ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "hard_swish", "abs")
 
 
 def _live_of(layers: Sequence[Mapping[str, Any]],
-             alive: Mapping[str, Any]) -> dict[str, np.ndarray]:
+             alive: Mapping[str, Any], masked_bn: bool = True
+             ) -> dict[str, np.ndarray]:
   """{entry name: (C,) bool} live channels of every entry's output."""
   pruned_bn = set()
   consumers: dict[str, list] = {}
   for e in layers:
     for i in e["inputs"]:
       consumers.setdefault(i, []).append(e)
-  for name in alive:
+  for name in (alive if masked_bn else ()):
     for c in consumers.get(name, ()):
       if c["op"] == "batchnorm":
         pruned_bn.add(c["name"])
@@ -86,7 +87,9 @@ def _live_of(layers: Sequence[Mapping[str, Any]],
 
 def structured_macs(layers: Sequence[Mapping[str, Any]],
                     alive: Mapping[str, Any] | None = None, *,
-                    input_shape: Sequence[int]) -> dict:
+                    input_shape: Sequence[int],
+                    kernel_masks: Mapping[str, Any] | None = None,
+                    masked_bn: bool = True) -> dict:
   """Per-layer and total MACs with the filters of ``alive`` removed.
 
   Args:
@@ -94,6 +97,12 @@ def structured_macs(layers: Sequence[Mapping[str, Any]],
     alive: ``{conv/dense name: (C_out,) bool}``, True = kept; layers not
       named keep every filter.
     input_shape: the per-example input shape (no batch axis).
+    kernel_masks: optional ``{layer: bool kernel mask}`` of unstructured
+      pruning: a layer then costs one MAC per kept weight between a live
+      input and a live output channel (per output position for a conv).
+    masked_bn: whether the BatchNorm after a pruned layer has its scale and
+      shift masked too (``sparsity.expand_filter_masks``); if not, its
+      output channels are all live (a shift turns 0 into a constant).
 
   Returns:
     ``{"layers": [{"name", "dense_macs", "macs", "filters_kept",
@@ -119,7 +128,7 @@ def structured_macs(layers: Sequence[Mapping[str, Any]],
     [(288, 576), (4, 8)]
   """
   alive = dict(alive or {})
-  live = _live_of(layers, alive)
+  live = _live_of(layers, alive, masked_bn)
   shapes = {e["name"]: list(e["shape"]) for e in layers}
   shapes["input"] = list(input_shape)
   rows = []
@@ -132,7 +141,24 @@ def structured_macs(layers: Sequence[Mapping[str, Any]],
                else live[src])
     out_live = live[e["name"]]
     c_out = int(e["shape"][-1])
-    if e["op"] == "conv":
+    km = (kernel_masks or {}).get(e["name"])
+    if km is not None:
+      km = np.asarray(km, bool)
+      if e["op"] == "conv":
+        kh, kw = e["kernel_size"]
+        g = int(e.get("feature_group_count", 1))
+        per_in = int(in_shape[-1]) // g
+        spatial = int(e["shape"][0]) * int(e["shape"][1])
+        m = km.reshape(kh * kw, per_in, c_out)
+        group_of_out = np.arange(c_out) // (c_out // g)
+        rows_live = in_live.reshape(g, per_in)[group_of_out].T  # (per_in, C)
+        kept = m & rows_live[None] & out_live[None, None, :]
+        dense = spatial * kh * kw * per_in * c_out
+        macs = spatial * int(kept.sum())
+      else:
+        dense = int(np.prod(in_shape)) * c_out
+        macs = int((km & in_live[:, None] & out_live[None, :]).sum())
+    elif e["op"] == "conv":
       kh, kw = e["kernel_size"]
       g = int(e.get("feature_group_count", 1))
       c_in = int(in_shape[-1])

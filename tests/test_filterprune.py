@@ -147,6 +147,27 @@ def test_structured_macs_counts_removed_inputs_of_the_next_layer():
   assert out["layers"][1]["macs"] == 1152
 
 
+def test_structured_macs_with_weight_masks_and_unmasked_batchnorm():
+  conv = dict(kernel_size=[3, 3], strides=[1, 1], feature_group_count=1)
+  layers = [
+      _layer("c1", "conv", ["input"], [4, 4, 4], **conv),
+      _layer("bn", "batchnorm", ["c1"], [4, 4, 4]),
+      _layer("r1", "activation", ["bn"], [4, 4, 4], kind="relu"),
+      _layer("c2", "conv", ["r1"], [4, 4, 2], **conv),
+  ]
+  alive = {"c1": [True, False, True, True]}
+  km = {"c1": np.ones((3, 3, 1, 4), bool), "c2": np.ones((3, 3, 4, 2), bool)}
+  km["c2"][0, 0, 0, 0] = False   # a pruned weight on a live input: -16
+  km["c2"][0, 0, 1, 0] = False   # on the dead input channel 1: already 0
+  out = structured.structured_macs(layers, alive, input_shape=[4, 4, 1],
+                                   kernel_masks=km)
+  assert [r["macs"] for r in out["layers"]] == [432, 864 - 16]
+  # A BatchNorm whose shift is not masked makes the dead channel live.
+  out = structured.structured_macs(layers, alive, input_shape=[4, 4, 1],
+                                   masked_bn=False)
+  assert [r["macs"] for r in out["layers"]] == [432, 1152]
+
+
 def test_scratch_b_steps():
   assert structured.scratch_b_steps(100, 0.4) == (250, 2.5)
   assert structured.scratch_b_steps(100, 0.25, max_factor=2.0) == (200, 2.0)

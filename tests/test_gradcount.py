@@ -1,6 +1,7 @@
 """Gradient-count sparsity: the transform and events on hand-made arrays,
 and tiny driver runs (events, controls, resume after kill, bad config)."""
 import json
+import math
 import os
 import subprocess
 import sys
@@ -216,6 +217,30 @@ def test_controls_match_the_final_sparsity(gradcount_run_dir, tmp_path):
         1 - summary["final"]["remaining_fraction"])
     assert out["final"]["remaining_fraction"] == pytest.approx(
         summary["final"]["remaining_fraction"], abs=1e-9)
+
+
+def test_scratch_baselines_train_the_final_mask(gradcount_run_dir, tmp_path):
+  config, _, summary = gradcount_run_dir
+  config = tiny_config(s_max=0.3, rho=0.5, prune_budget=0.3, scratch=True)
+  workdir = str(tmp_path / "scratch")
+  out = train.train_and_evaluate(config, workdir)
+  assert out["final"] == summary["final"]  # the pruned run is unchanged
+  frac = out["final"]["macs_fraction"]
+  assert 0.0 < frac < 1.0
+  base = out["baselines"]
+  assert base["scratch_e"]["steps"] == 40
+  assert base["scratch_b"]["steps"] == math.ceil(40 / frac - 1e-9)
+  for row in base.values():
+    assert 0.0 <= row["dice"] <= 1.0
+  setup = gradcount_run._Setup(config)
+  final = setup.engine.restore(workdir)[1][0]
+  _, restored = setup.engine.restore(os.path.join(workdir, "scratch_e"))
+  state = restored[0]
+  for (name, m, w), (_, m2, _) in zip(
+      sparsity.masked_leaves(state.mask, state.params),
+      sparsity.masked_leaves(final.mask, final.params)):
+    assert np.array_equal(np.asarray(m), np.asarray(m2)), name
+    assert not np.asarray(w)[~np.asarray(m)].any(), name
 
 
 _RUNNER = """

@@ -56,6 +56,10 @@ def test_summary_and_stages(finished):
   for r in s["layers"]:
     assert r["kept_fraction"] == r["kept"] / r["filters"]
   assert set(s["controls"]) == {"greedy", "random"}
+  # Scratch-E / Scratch-B of the final mask (Liu et al. 2019).
+  assert 0.0 < s["final"]["macs_fraction"] <= 1.0
+  assert s["baselines"]["scratch_e"]["steps"] == 20
+  assert s["baselines"]["scratch_b"]["steps"] >= 20
   for c in s["controls"].values():
     assert c["filters_remaining_fraction"] == pytest.approx(kept / total)
     assert c["kept"] == {r["name"]: r["kept"] for r in s["layers"]}

@@ -171,6 +171,7 @@ def tiny_config(**gc):
   config.keep_checkpoints = 3
   g = config.gradcount
   g.warmup_steps, g.joint_steps, g.window, g.redundancy_every = 10, 20, 10, 20
+  g.scratch = False
   for k, v in gc.items():
     g[k] = v
   return config

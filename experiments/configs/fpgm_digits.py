@@ -77,7 +77,7 @@ def filterprune_section(**overrides) -> ml_collections.ConfigDict:
   fp.finetune_lr = 0.0          # 0: the run's schedule, stretched
   # Liu et al. 2019 baselines
   fp.scratch = True             # train Scratch-E and Scratch-B
-  fp.scratch_b_max_factor = 0.0  # cap on Scratch-B's step factor (0: none)
+  fp.scratch_b_max_factor = 2.0  # cap on Scratch-B's step factor (0: none)
   for k, v in overrides.items():
     fp[k] = v
   return fp

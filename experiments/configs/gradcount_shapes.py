@@ -87,4 +87,6 @@ def get_config() -> ml_collections.ConfigDict:
   gc.filter_exclude = ()      # globs of conv layers never filter-pruned
   gc.target_sparsity = 0.0    # l1 / magnitude: final kernel sparsity ...
   gc.match_workdir = ""       # ... or that of this finished gradcount run
+  gc.scratch = True           # Scratch-E / Scratch-B of the final mask
+  gc.scratch_b_max_factor = 2.0  # cap on Scratch-B's step factor (0: none)
   return config

@@ -76,4 +76,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.mainsub.finetune_lr = 1e-4
   config.mainsub.layers = ()              # () = every binary conv
   config.mainsub.controls = ("greedy", "random")
+  config.mainsub.scratch = True           # Scratch-E / Scratch-B baselines
+  config.mainsub.scratch_b_max_factor = 2.0  # cap on Scratch-B (0: none)
   return config

@@ -17,7 +17,8 @@ then the globally smallest 50% of the 192 channels pruned with their
 filters, then fine-tuning for 50 epochs (1,000 steps) with the same
 schedule stretched to that length (the paper fine-tunes 160 epochs with
 the training schedule). Scratch-E: the pruned architecture from a fresh
-init for 2,000 steps; Scratch-B: for 2,000 x dense/pruned MACs.
+init for 2,000 steps; Scratch-B: for 2,000 x dense/pruned MACs, at most
+twice as long (`scratch_b_max_factor`).
 
 Expected [C README, CIFAR-10 VGG-19, 70% pruned]: 93.77% -> 93.78% after
 fine-tuning (32.5% before); "Rethinking": scratch training comparable.
