@@ -59,6 +59,11 @@ def validate(config, *, device_count: int | None = None) -> None:
     validate_gradcount(config)
   if "repr" in config:
     validate_repr(config)
+  if "filterprune" in config:
+    validate_filterprune(config)
+  if "fbs" in config or issubclass(models_lib.MODELS[config.model],
+                                   models_lib.FBSCNN):
+    validate_fbs(config)
   p = config.pruning
   _choice(p.method, pruning.METHODS, "pruning.method")
   if p.method == "none":
@@ -80,6 +85,33 @@ def validate(config, *, device_count: int | None = None) -> None:
     _require(isinstance(p.frequency, int) and p.frequency > 0,
              "pruning.frequency", f"must be a positive integer, got "
              f"{p.frequency!r}")
+
+
+def validate_fbs(config) -> None:
+  """FBS runs (`experiments.fbs`): an FBS model and an `fbs` section."""
+  is_fbs = issubclass(models_lib.MODELS[config.model], models_lib.FBSCNN)
+  _require(is_fbs, "model", f"must be an FBS model (fbs_cnn, fbs_digits_cnn) "
+           f"with an fbs section, got {config.model!r}")
+  _require("fbs" in config, "fbs", f"model {config.model!r} needs an fbs "
+           "section (fbs.init_from = '' for a random start)")
+  for other in ("lottery", "benn", "mainsub", "gradcount", "repr",
+                "filterprune"):
+    _require(other not in config, "fbs",
+             f"cannot be combined with a {other} section")
+  _require(config.pruning.method == "none", "pruning.method",
+           "must be 'none' in an FBS run (the gating is the pruning)")
+  kw = config.model_kwargs
+  d = kw.get("density", 1.0)
+  _require(isinstance(d, (int, float)) and not isinstance(d, bool)
+           and 0.0 < d <= 1.0, "model_kwargs.density",
+           f"must be in (0, 1], got {d!r}")
+  lam = kw.get("saliency_l1", 0.0)
+  _require(isinstance(lam, (int, float)) and not isinstance(lam, bool)
+           and lam >= 0, "model_kwargs.saliency_l1",
+           f"must be >= 0, got {lam!r}")
+  init_from = config.fbs.get("init_from", "")
+  _require(isinstance(init_from, str), "fbs.init_from",
+           f"must be a workdir path or '', got {init_from!r}")
 
 
 RESET_MODES = ("init", "rewind", "lr_rewind", "finetune")
@@ -211,6 +243,49 @@ def validate_repr(config) -> None:
       isinstance(p, str) and p for p in exclude), "repr.exclude",
            f"must be a tuple of layer names, prefixes or globs, got "
            f"{exclude!r}")
+
+
+FILTERPRUNE_METHODS = ("fpgm", "slimming")
+FPGM_CRITERIA = ("geometric_median", "l2", "l1")
+
+
+def validate_filterprune(config) -> None:
+  """The `filterprune` section (FPGM, Network Slimming, scratch baselines)."""
+  fp = config.filterprune
+  _require(config.pruning.method == "none", "pruning.method",
+           "must be 'none' in a filterprune run (the section prunes)")
+  _choice(fp.method, FILTERPRUNE_METHODS, "filterprune.method")
+  for field in ("layers", "exclude"):
+    v = fp[field]
+    _require(isinstance(v, (tuple, list)) and all(isinstance(p, str)
+                                                  for p in v),
+             f"filterprune.{field}", f"must be a tuple of layer names or "
+             f"globs, got {v!r}")
+  if fp.method == "fpgm":
+    _require(0.0 <= fp.rate < 1.0, "filterprune.rate",
+             f"must be in [0, 1), got {fp.rate!r}")
+    for name, r in dict(fp.layer_rates or {}).items():
+      _require(0.0 <= r < 1.0, f"filterprune.layer_rates.{name}",
+               f"must be in [0, 1), got {r!r}")
+    _require(0.0 < fp.rate_norm <= 1.0, "filterprune.rate_norm",
+             f"must be in (0, 1], got {fp.rate_norm!r}")
+    _choice(fp.criterion, FPGM_CRITERIA, "filterprune.criterion")
+    _require(isinstance(fp.prune_every, int) and fp.prune_every >= 0,
+             "filterprune.prune_every",
+             f"must be an integer >= 0 (0 = one epoch), got "
+             f"{fp.prune_every!r}")
+  else:
+    _require(fp.l1 >= 0, "filterprune.l1", f"must be >= 0, got {fp.l1!r}")
+    _require(0.0 <= fp.prune_fraction < 1.0, "filterprune.prune_fraction",
+             f"must be in [0, 1), got {fp.prune_fraction!r}")
+    _require(isinstance(fp.finetune_steps, int)
+             and fp.finetune_steps > 0, "filterprune.finetune_steps",
+             f"must be a positive integer, got {fp.finetune_steps!r}")
+    _require(fp.finetune_lr >= 0, "filterprune.finetune_lr",
+             f"must be >= 0 (0 = the run's schedule), got "
+             f"{fp.finetune_lr!r}")
+  _require(fp.scratch_b_max_factor >= 0, "filterprune.scratch_b_max_factor",
+           f"must be >= 0 (0 = no cap), got {fp.scratch_b_max_factor!r}")
 
 
 def layer_matches(pattern: str, name: str) -> bool:

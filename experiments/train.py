@@ -27,6 +27,7 @@ import optax
 from experiments import checkpointing
 from experiments import config_check
 from experiments import data as data_lib
+from experiments import fbs as fbs_lib
 from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
@@ -98,7 +99,10 @@ def _losses(logits, labels, kind: str):
 
 
 def _loss_fn(model, params, batch_stats, batch, train: bool,
-             loss: str = "cross_entropy", rng=None):
+             loss: str = "cross_entropy", rng=None, collect: tuple = ()):
+  """Per-example losses and (logits, new batch_stats); with `collect` (eval
+  only, e.g. ("fbs_gates",)) also the sown collections. In training, FBS
+  models' per-example penalties sown in "losses" are added to the loss."""
   variables = {"params": params}
   if batch_stats:
     variables["batch_stats"] = batch_stats
@@ -106,15 +110,26 @@ def _loss_fn(model, params, batch_stats, batch, train: bool,
   if train and rng is not None:
     k_drop, k_quant = jax.random.split(rng)
     rngs = {"dropout": k_drop, "quantize": k_quant}
+  sown = {}
   if train and batch_stats:
+    mutable = ["batch_stats"] + (["losses"] if models_lib.uses_fbs(model)
+                                 else [])
     logits, new_vars = model.apply(variables, batch["image"], train=True,
-                                   mutable=["batch_stats"], rngs=rngs)
+                                   mutable=mutable, rngs=rngs)
     batch_stats = new_vars["batch_stats"]
+    sown = new_vars.get("losses", {})
+  elif collect:
+    logits, sown = model.apply(variables, batch["image"], train=train,
+                               mutable=list(collect), rngs=rngs)
   else:
     logits = model.apply(variables, batch["image"], train=train, rngs=rngs)
   losses = _losses(logits, batch["label"], loss)
   if losses.ndim > 1:  # segmentation: per example, the mean over pixels
     losses = losses.reshape(losses.shape[0], -1).mean(-1)
+  if collect:
+    return losses, (logits, batch_stats, sown)
+  for extra in jax.tree.leaves(sown):  # e.g. FBS: lambda * ||g||_1, (N,)
+    losses = losses + extra
   return losses, (logits, batch_stats)
 
 
@@ -147,17 +162,24 @@ def make_train_step(model, tx, loss: str = "cross_entropy"):
 
 
 def make_eval_step(model, loss: str = "cross_entropy",
-                   num_classes: int | None = None):
+                   num_classes: int | None = None, macs_plan=None):
   """(params, batch_stats, batch) -> sums of loss, correct and weight.
 
   Per-pixel labels (segmentation): "correct" is each example's pixel
   accuracy; with `num_classes` the sums also hold the (C, C) confusion
-  matrix of all pixels (`segmentation.confusion_matrix`).
+  matrix of all pixels (`segmentation.confusion_matrix`). With `macs_plan`
+  (FBS models, `fbs.mac_plan`) the sums also hold "macs": per layer the
+  executed MACs of the batch's examples, from the sown gates.
   """
 
   def eval_step(params, batch_stats, batch):
-    losses, (logits, _) = _loss_fn(model, params, batch_stats, batch, False,
-                                   loss)
+    if macs_plan is None:
+      losses, (logits, _) = _loss_fn(model, params, batch_stats, batch,
+                                     False, loss)
+    else:
+      losses, (logits, _, sown) = _loss_fn(
+          model, params, batch_stats, batch, False, loss,
+          collect=("fbs_gates",))
     w = batch["weight"]
     correct = (jnp.argmax(logits, -1) == batch["label"]).astype(jnp.float32)
     correct = correct.reshape(correct.shape[0], -1).mean(-1)
@@ -166,6 +188,10 @@ def make_eval_step(model, loss: str = "cross_entropy",
     if num_classes is not None:
       out["confusion"] = segmentation.confusion_matrix(
           logits, batch["label"], num_classes, w)
+    if macs_plan is not None:
+      macs = fbs_lib.executed_macs(macs_plan, fbs_lib.gates_of(
+          sown.get("fbs_gates", {})))
+      out["macs"] = {k: jnp.sum(v * w) for k, v in macs.items()}
     return out
 
   return eval_step
@@ -213,6 +239,10 @@ def format_result(summary: dict) -> str:
               f"filters remaining {f['filters_remaining_fraction']:.4f}   "
               f"memory {f['memory_bytes']} bytes"] if "dice" in f else []),
            sparsity.format_summary_table(summary["layers"])]
+  for name, row in summary.get("baselines", {}).items():  # Scratch-E / B
+    extra = f"   dice {row['dice']:.4f}" if "dice" in row else ""
+    lines.append(f"{name}: test accuracy {row['test_accuracy']:.4f}{extra}"
+                 f"   ({row['steps']} steps from a fresh init)")
   return "\n".join(lines)
 
 
@@ -310,9 +340,13 @@ class Engine:
         jax.device_count())
     self._train_steps: dict = {}
     self.task = getattr(self.dataset, "task", "classification")
+    self.macs_plan = (fbs_lib.mac_plan(models_lib.layer_list(
+        self.model, self.dataset.input_shape), self.dataset.input_shape)
+                      if models_lib.uses_fbs(self.model) else None)
     self._eval_step = jax.jit(
         make_eval_step(self.model, self.loss, self.dataset.num_classes
-                       if self.task == "segmentation" else None),
+                       if self.task == "segmentation" else None,
+                       self.macs_plan),
         in_shardings=(self.shardings.params, self.shardings.batch_stats,
                       self.data_sharding),
         out_shardings=self.replicated)
@@ -357,6 +391,9 @@ class Engine:
     if "confusion" in totals:  # segmentation: pixel accuracy, IoU, Dice
       out["mean_iou"] = segmentation.mean_iou(totals["confusion"])
       out["dice"] = segmentation.mean_dice(totals["confusion"])
+    if "macs" in totals:  # FBS: macs_fraction, macs/<layer> (per example)
+      out.update(fbs_lib.macs_metrics(self.macs_plan, {
+          k: float(v) / count for k, v in totals["macs"].items()}))
     return out
 
   def restore(self, workdir: str, keep: int | None = None):
@@ -596,7 +633,9 @@ def train_and_evaluate(config, workdir: str) -> dict:
   section the gradient-count driver (`experiments.gradcount_run`), `benn`
   the BENN ensemble driver (`experiments.benn_run`), `mainsub` the
   main/subsidiary pruning driver (`experiments.mainsub_run`), `repr` the
-  RePr driver (`experiments.repr_run`).
+  RePr driver (`experiments.repr_run`), `filterprune` the FPGM / Network
+  Slimming driver with scratch baselines (`experiments.filterprune_run`),
+  `fbs` the FBS driver (`experiments.fbs`: MACs fraction, init_from).
   """
   if "lottery" in config:
     from experiments import lottery_run  # pylint: disable=g-import-not-at-top
@@ -613,6 +652,11 @@ def train_and_evaluate(config, workdir: str) -> dict:
   if "repr" in config:
     from experiments import repr_run  # pylint: disable=g-import-not-at-top
     return repr_run.run(config, workdir)
+  if "filterprune" in config:
+    from experiments import filterprune_run  # pylint: disable=g-import-not-at-top
+    return filterprune_run.run(config, workdir)
+  if "fbs" in config:
+    return fbs_lib.run(config, workdir)
   _prepare_workdir(config, workdir)
   is_main = jax.process_index() == 0
   summary = _stored_summary(workdir)

@@ -2,17 +2,22 @@ r"""Evaluates an exported model on the CPU, without JAX.
 
   python -m launch.evaluate --model=model.sbn --dataset=digits \
       [--split=test] [--data_dir=DIR] [--batch_size=256] [--json] \
-      [--no_numba] [--sparse_max_density=D] [--fold_batchnorm]
+      [--no_numba] [--sparse_max_density=D] [--fold_batchnorm] \
+      [--no_skip_gated]
 
 Prints the accuracy (pixel accuracy for segmentation outputs), the total
 time and, per layer, the kernel chosen when the file was loaded (``xnor``
 / ``xnor-ternary`` for XNOR-popcount, ``csr-numba`` / ``csr-scipy`` with
 the kernel's density, ``blas``, ``numpy`` for parameter-free ops; a
 ``(numpy)`` suffix when the XNOR kernel runs without numba; ``+bn`` when a
-BatchNorm was folded into it) and the time spent in it.  ``--json`` prints
-one JSON object instead.  ``--dataset`` defaults to the one the model was
-trained on; the training run's ``dataset_kwargs`` and seed (recorded in the
-file) are used when the dataset is that one.
+BatchNorm was folded into it; ``skip(out <- wta_i, in <- wta_j)`` when
+the conv computes only the channels an FBS gate keeps, see
+``experiments/export/_gating.py``, off with ``--no_skip_gated``) and the
+time spent in it; skipping convs also report the fraction of their dense
+MACs they computed (``macs`` column, ``"macs_fraction"`` in JSON).
+``--json`` prints one JSON object instead.  ``--dataset`` defaults to the
+one the model was trained on; the training run's ``dataset_kwargs`` and
+seed (recorded in the file) are used when the dataset is that one.
 
 Needs NumPy (numba for the fast kernels, SciPy for CSR without numba; both
 optional) and the dataset loader ``experiments.data``; never imports JAX
@@ -60,6 +65,8 @@ def _parse(argv):
                  "(default 0.2 with numba, 0.1 with SciPy)")
   p.add_argument("--fold_batchnorm", action="store_true",
                  help="fold BatchNorm into the preceding dense/conv")
+  p.add_argument("--no_skip_gated", action="store_true",
+                 help="compute every channel of FBS-gated convs")
   return p.parse_args(argv)
 
 
@@ -100,7 +107,7 @@ def main(argv=None) -> int:
     kwargs["sparse_max_density"] = args.sparse_max_density
   try:
     model = export.Model.load(args.model, fold_batchnorm=args.fold_batchnorm,
-                              **kwargs)
+                              skip_gated=not args.no_skip_gated, **kwargs)
   except export.FormatError as e:
     _fail(f"{args.model}: {e}")
   name = args.dataset or model.meta.get("dataset")
@@ -128,8 +135,13 @@ def main(argv=None) -> int:
                                             args.batch_size)
   except ValueError as e:
     _fail(f"shape mismatch: {str(e).splitlines()[0]}")
+  macs = model.macs()
   rows = [{**row, "seconds": timings.get(row["name"], 0.0)}
           for row in model.plan()]
+  for row in rows:
+    if row["name"] in macs:
+      done, dense = macs[row["name"]]
+      row["macs_fraction"] = done / max(dense, 1)
   if args.json:
     print(json.dumps({"accuracy": acc, "count": count, "seconds": seconds,
                       "split": args.split, "dataset": name,
@@ -143,10 +155,12 @@ def main(argv=None) -> int:
   width = max(len(r["name"]) for r in rows)
   kwidth = max(len(r["kernel"]) for r in rows)
   print(f"{'layer':<{width}}  {'op':<10} {'kernel':<{kwidth}} {'ms':>9} "
-        f"{'%':>5}")
+        f"{'%':>5}" + (f" {'macs':>5}" if macs else ""))
   for r in rows:
+    frac = (f" {r['macs_fraction']:5.3f}" if "macs_fraction" in r else "")
     print(f"{r['name']:<{width}}  {r['op']:<10} {r['kernel']:<{kwidth}} "
-          f"{r['seconds'] * 1e3:9.2f} {100 * r['seconds'] / total:5.1f}")
+          f"{r['seconds'] * 1e3:9.2f} {100 * r['seconds'] / total:5.1f}"
+          f"{frac}")
   return 0
 
 

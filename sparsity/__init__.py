@@ -23,6 +23,13 @@ on prunable leaves (Dense/Conv kernels by default), ``None`` elsewhere.
 * Per-filter redundancy scores of a kernel (pure, jit-able):
   :func:`orthogonality_scores` (RePr), :func:`max_cosine_scores`,
   :func:`fpgm_scores`, :func:`norm_scores`.
+* FPGM (soft filter pruning by the geometric median, recomputed every
+  epoch): :func:`fpgm_keep`, :func:`fpgm_filter_masks`.
+* Network Slimming: the per-step :func:`bn_scale_l1` (L1 subgradient on
+  BatchNorm scales) and the global :func:`slimming_filter_masks`.
+* FBS (dynamic channel gating): :func:`winners_take_all` (exact,
+  tie-stable k-WTA), :func:`wta_count`, :func:`channel_saliency_input`,
+  :func:`saliency_l1`.
 * RePr event functions: :func:`repr_scores`, :func:`repr_select`,
   :func:`repr_mask`, :func:`repr_drop`, :func:`repr_reinit`,
   :func:`repr_reset_moments`.
@@ -34,6 +41,12 @@ from sparsity._filters import channel_groups
 from sparsity._filters import expand_filter_masks
 from sparsity._filters import filters_of
 from sparsity._filters import project_to_mask
+from sparsity._fbs import channel_saliency_input
+from sparsity._fbs import saliency_l1
+from sparsity._fbs import winners_take_all
+from sparsity._fbs import wta_count
+from sparsity._fpgm import fpgm_filter_masks
+from sparsity._fpgm import fpgm_keep
 from sparsity._gradcount import activity
 from sparsity._gradcount import composite_schedule
 from sparsity._gradcount import count_gradients
@@ -77,9 +90,21 @@ from sparsity._repr import repr_scores
 from sparsity._repr import repr_select
 from sparsity._schedules import polynomial_sparsity
 from sparsity._schedules import prune_steps
+from sparsity._slimming import bn_scale_l1
+from sparsity._slimming import is_bn_scale
+from sparsity._slimming import slimming_filter_masks
 
 __all__ = (
     "GradCountState",
+    "channel_saliency_input",
+    "saliency_l1",
+    "winners_take_all",
+    "wta_count",
+    "bn_scale_l1",
+    "fpgm_filter_masks",
+    "fpgm_keep",
+    "is_bn_scale",
+    "slimming_filter_masks",
     "activity",
     "composite_schedule",
     "count_gradients",

@@ -47,6 +47,11 @@ def wta_count(density: float, channels: int) -> int:
 
   The product is rounded to 9 decimals first so that e.g. 0.7 * 10 (=
   7.000000000000001 in floating point) gives 7, not 8.
+
+  Example:
+    >>> import sparsity
+    >>> [sparsity.wta_count(d, 10) for d in (1.0, 0.75, 0.7, 0.5, 0.01)]
+    [10, 8, 7, 5, 1]
   """
   if not 0.0 < density <= 1.0:
     raise ValueError(f"density must be in (0, 1], got {density}")
@@ -68,6 +73,16 @@ def winners_take_all(g: jax.Array, k: int) -> jax.Array:
 
   Returns:
     (..., C), ``g`` where kept, exactly 0 elsewhere.
+
+  Example:
+    >>> import jax.numpy as jnp, sparsity
+    >>> g = jnp.array([[0.5, 2.0, 2.0, 1.0], [3.0, 0.0, 1.0, 4.0]])
+    >>> sparsity.winners_take_all(g, 2).tolist()
+    [[0.0, 2.0, 2.0, 0.0], [3.0, 0.0, 0.0, 4.0]]
+
+  References:
+    Gao et al., "Dynamic Channel Pruning: Feature Boosting and
+    Suppression", ICLR 2019, the k-WTA of Section 3.
   """
   c = g.shape[-1]
   if not 1 <= k <= c:

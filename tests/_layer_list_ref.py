@@ -74,7 +74,23 @@ _ACTIVATIONS = {
     "hard_sigmoid": lambda x: _relu6(x + 3.0) / 6.0,
     "hard_swish": lambda x: x * _relu6(x + 3.0) / 6.0,
     "hard_tanh": lambda x: np.clip(x, -1.0, 1.0),
+    "abs": np.abs,
 }
+
+
+def _wta(g, k):
+  """Per row, keeps the k largest entries (ties: lower index), zeroes the rest.
+
+  Written as a rank count, independently of ``np.argsort``: entry c is kept
+  iff fewer than k entries beat it, an entry j beating c when g[j] > g[c],
+  or g[j] == g[c] and j < c.
+  """
+  c = g.shape[-1]
+  assert 1 <= k <= c, (k, c)
+  gi, gj = g[..., :, None], g[..., None, :]
+  lower = np.arange(c)[None, :] < np.arange(c)[:, None]  # [c, j]: j < c
+  beaten_by = np.sum((gj > gi) | ((gj == gi) & lower), axis=-1)
+  return np.where(beaten_by < k, g, 0.0)
 
 
 def _quantize_input(x, kind):
@@ -152,6 +168,10 @@ def run(layers, variables, x):
       g = ins[1]
       assert g.ndim == 2 and g.shape[-1] == x0.shape[-1]
       y = x0 * g[:, None, None, :]
+    elif op == "wta":
+      assert len(ins) == 1 and x0.ndim == 2, name
+      assert 0.0 < entry["density"] <= 1.0, name
+      y = _wta(x0, entry["k"])
     else:
       raise ValueError(f"unknown op {op!r} in {name!r}")
     assert list(y.shape[1:]) == entry["shape"], (

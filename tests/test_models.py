@@ -184,10 +184,10 @@ class _AllOps(nn.Module):
     d = L.conv(nn.Conv(8, (3, 3), padding=1, feature_group_count=8,
                        use_bias=False), x)                          # depthwise
     d = L.activation(d, "relu6")
-    s = L.global_avg_pool(d)
+    s = L.global_avg_pool(L.activation(x, "abs"))   # hard_swish has x < 0
     s = L.relu(L.dense(nn.Dense(4), s))
     s = L.activation(L.dense(nn.Dense(8, use_bias=False), s), "hard_sigmoid")
-    x = L.gate(d, s)
+    x = L.gate(d, L.wta(s, 0.5))                     # 4 of 8 channels kept
     a = L.avg_pool(x, (3, 3), (1, 1), padding="SAME", count_include_pad=False)
     b = L.avg_pool(x, (3, 3), (1, 1), padding=((1, 1), (1, 1)))
     m = L.max_pool(x, (3, 3), (2, 2), padding="SAME")

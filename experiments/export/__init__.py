@@ -10,12 +10,13 @@ run's workdir is :func:`export_run` (imported lazily).  File format:
 ``_pack.py`` (bit planes; version 2 adds BatchNorm read only through a
 sign stored as a per-channel threshold, ``bn_threshold=True``); evaluator: ``_evaluator.py`` (:class:`Model`:
 validation, the run, the per-layer plan, BatchNorm folding), ``_ops.py``
-(parameter-free ops, BatchNorm); kernels: ``_kernels.py`` (XNOR-popcount,
+(parameter-free ops incl. FBS's ``wta``, BatchNorm), ``_gating.py``
+(FBS-gated convs computing only the kept channels); kernels: ``_kernels.py`` (XNOR-popcount,
 uint64 words, numba with a NumPy twin), ``_sparse.py`` (CSR products, numba
 or SciPy), ``_linear.py`` (the kernel chosen per layer at load time, the
 CSR thresholds :data:`SPARSE_MAX_DENSITY`).  Benchmarks:
 ``bench/xnor_kernels.py``, ``bench/sparse_kernels.py``,
-``bench/file_size.py``.
+``bench/file_size.py``, ``bench/fbs_gating.py``.
 """
 from experiments.export._encode import ExportError
 from experiments.export._encode import check_pruned_zero

@@ -17,6 +17,14 @@ dense/conv where it is that layer's only reader (not the threshold
 encoding of format version 2, which outputs +-1 and reports
 ``sign threshold``).
 
+``Model(..., skip_gated=True)`` (the default) makes the float convs
+behind an FBS gate (``gate`` whose g is a ``wta`` output) compute only
+each example's kept output channels and read only its nonzero input
+channels (``_gating.py``); ``plan()`` reports them as ``blas skip(out <-
+wta_i, in <- wta_j)`` and :meth:`Model.macs` gives the MACs they did.
+``skip_gated=False`` computes every channel (same logits up to float32
+summation order).
+
 Float layers compute in float32 with JAX's formulas (agreement to ~1e-6
 relative); binary layers' accumulations are exact integers.
 """
@@ -28,6 +36,7 @@ from typing import Any, Callable
 import numpy as np
 
 from experiments.export import _format
+from experiments.export import _gating
 from experiments.export import _kernels
 from experiments.export import _linear
 from experiments.export import _ops
@@ -35,7 +44,7 @@ from experiments.export import _pack
 from experiments.export._format import FormatError
 
 OPS = ("dense", "conv", "batchnorm", "activation", "sign", "pool", "flatten",
-       "add", "concat", "upsample", "gate")
+       "add", "concat", "upsample", "gate", "wta")
 _KEYS = ("name", "op", "inputs", "params", "shape")
 _KERNEL_QUANTIZERS = (None, "sign", "magnitude_aware_sign")
 _INPUT_QUANTIZERS = (None, "sign", "heaviside")
@@ -60,6 +69,8 @@ class _Layer:
     self.linear = linear
     self.name, self.op = entry["name"], entry["op"]
     self.inputs = list(entry["inputs"])
+    self.extra: list[str] = []  # more inputs (the gates of a skipping conv)
+    self.gated = None  # the _gating.GatedConv of a skipping conv
     self.shape = tuple(entry["shape"])
 
 
@@ -98,6 +109,17 @@ def _check_attrs(e: dict) -> None:
     if e.get("method") != "nearest" or not _ints(e.get("scale"), 2) or min(
         e["scale"]) < 1:
       raise bad("method/scale")
+  elif op == "wta":
+    k, d = e.get("k"), e.get("density")
+    c = e["shape"][-1] if e["shape"] else 0
+    if not isinstance(d, (int, float)) or isinstance(d, bool) or not (
+        0 < d <= 1):
+      raise bad(f"density {d!r} (must be in (0, 1])")
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= c:
+      raise bad(f"k {k!r} (must be in [1, {c}])")
+    if k != _ops.wta_count(d, c):
+      raise bad(f"k {k} (density {d} of {c} channels gives "
+                f"{_ops.wta_count(d, c)})")
 
 
 def _threshold_batchnorm(e, t, version):
@@ -174,6 +196,13 @@ def _simple(e) -> Callable:
   if op == "upsample":
     fh, fw = e["scale"]
     return lambda xs: xs[0].repeat(fh, axis=1).repeat(fw, axis=2)
+  if op == "wta":
+    k = e["k"]
+    def wta(xs):
+      if xs[0].ndim != 2:
+        raise ValueError(f"wta of {xs[0].shape}, needs (N, C)")
+      return _ops.wta(xs[0], k)
+    return wta
   if op == "gate":
     def gate(xs):
       x, g = xs
@@ -193,7 +222,7 @@ class Model:
   def __init__(self, header: dict, tensors: dict[str, np.ndarray], *,
                use_numba: bool | None = None,
                sparse_max_density: float | None = None,
-               fold_batchnorm: bool = False):
+               fold_batchnorm: bool = False, skip_gated: bool = True):
     self.header, self.meta = header, header.get("meta", {})
     self.version = header.get("version", 1)
     self.use_numba = (_kernels.numba_available() if use_numba is None else
@@ -218,6 +247,37 @@ class Model:
     self._dry_run()
     if fold_batchnorm:
       self._fold_batchnorm()
+    self.skip_gated = bool(skip_gated)
+    if self.skip_gated:
+      self._plan_skipping()
+
+  def _plan_skipping(self) -> None:
+    """Convs behind an FBS gate compute only the kept channels
+    (``_gating.py``); they report ``skip(out <- wta, in <- wta)``."""
+    eligible = {l.name for l in self.layers
+                if l.op == "conv" and l.linear is not None and
+                l.linear.kernel.startswith("blas") and
+                l.linear.groups == 1 and l.linear.quantize is None}
+    plan = _gating.find([l.entry for l in self.layers], eligible)
+    if plan and self.use_numba:
+      _gating.warm_up()
+    for l in self.layers:
+      p = plan.get(l.name)
+      if p is None:
+        continue
+      gated = _gating.GatedConv(l.linear, p["out"] is not None,
+                                p["in"] is not None)
+      l.extra = [w for w in (p["out"], p["in"]) if w is not None]
+      l.fn, l.gated = gated, gated
+      parts = [f"{k} <- {p[k]}" for k in ("out", "in") if p[k] is not None]
+      l.kernel = f"{l.kernel} skip({', '.join(parts)})"
+
+  def macs(self) -> dict[str, tuple[int, int]]:
+    """Per skipping conv, (MACs computed, dense MACs) summed over every
+    example run so far (padding channels of :func:`_gating.kept` count as
+    computed)."""
+    return {l.name: tuple(l.gated.macs) for l in self.layers
+            if l.gated is not None}
 
   def _fold_batchnorm(self) -> None:
     r"""Folds each BatchNorm whose input is a dense/conv layer read by
@@ -306,12 +366,15 @@ class Model:
 
   def run(self, x: np.ndarray, *, timings: dict[str, float] | None = None,
           outputs: dict[str, np.ndarray] | None = None,
-          check: bool = False) -> np.ndarray:
+          check: bool = False,
+          clock: Callable[[], float] = time.perf_counter) -> np.ndarray:
     """Logits of the batch ``x`` (N, *input_shape).
 
     ``timings`` (a dict) accumulates seconds per layer name; ``outputs``
     (a dict) receives every layer's output.  ``check`` compares every
-    output shape with the recorded one.
+    output shape with the recorded one.  ``clock`` reads the time for
+    ``timings`` (e.g. ``time.thread_time`` for the CPU time of this
+    thread, robust to other jobs when the BLAS runs on one thread).
     """
     x = np.asarray(x, F32)
     if x.shape[1:] != self.input_shape:
@@ -319,8 +382,8 @@ class Model:
                        f"{self.input_shape}")
     values: dict[str, np.ndarray] = {"input": x}
     for layer in self.layers:
-      ins = [values[i] for i in layer.inputs]
-      t0 = time.perf_counter()
+      ins = [values[i] for i in layer.inputs + layer.extra]
+      t0 = clock()
       try:
         y = layer.fn(ins)
       except (ValueError, IndexError) as e:
@@ -331,7 +394,7 @@ class Model:
       y = np.asarray(y, F32)
       if timings is not None:
         timings[layer.name] = timings.get(layer.name, 0.0) + (
-            time.perf_counter() - t0)
+            clock() - t0)
       if check and y.shape[1:] != layer.shape:
         raise FormatError(f"layer {layer.name!r}: shape mismatch: computes "
                           f"{y.shape[1:]}, the file records {layer.shape}")

@@ -31,7 +31,10 @@ encoding, BatchNorm as a per-channel sign threshold (``"storage":
 version-1 construct is unchanged.  :func:`write` writes the lowest version
 that holds the layers (:func:`required_version`), so files without
 thresholds stay readable by version-1 readers, which refuse version-2
-files with "unsupported format version 2".  This reader reads both, and
+files with "unsupported format version 2".  Ops and activation kinds
+added to the layer list later (``wta``, ``abs`` for FBS) do not change the
+version: a reader that does not know one refuses the file with "unknown
+op" / "unknown activation", naming the layer.  This reader reads both, and
 refuses a threshold entry in a file that claims version 1.
 """
 from __future__ import annotations

@@ -7,6 +7,8 @@ rounding.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 F32 = np.float32
@@ -24,7 +26,29 @@ ACTIVATIONS = {
     "hard_sigmoid": lambda x: _relu6(x + F32(3)) / F32(6),
     "hard_swish": lambda x: x * _relu6(x + F32(3)) / F32(6),
     "hard_tanh": lambda x: np.clip(x, F32(-1), F32(1)),
+    "abs": np.abs,
 }
+
+
+def wta(g, k):
+  """k-winners-take-all over the last axis (the ``wta`` op): per row the k
+  largest entries are kept, the others set to exactly 0; among equal values
+  the lower index wins (a stable sort of -g, as ``jax.lax.top_k``).  k = C
+  returns g itself."""
+  c = g.shape[-1]
+  if k >= c:
+    return g
+  order = np.argsort(-g, axis=-1, kind="stable")[..., :k]
+  keep = np.zeros(g.shape, bool)
+  np.put_along_axis(keep, order, True, axis=-1)
+  return np.where(keep, g, F32(0))
+
+
+def wta_count(density, channels):
+  """k = ceil(density * channels) (rounded to 9 decimals first), clipped to
+  [1, channels]: ``sparsity.wta_count`` without JAX."""
+  k = math.ceil(round(density * channels, 9))
+  return int(min(max(k, 1), channels))
 
 
 def sign(x):
