@@ -297,14 +297,9 @@ def run(config, workdir: str) -> dict:
   """Trains and evaluates an FBS config; returns the summary dict."""
   from experiments import train  # pylint: disable=g-import-not-at-top
   from experiments import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  config_check.validate(config, device_count=jax.device_count())
-  train._check_workdir(config, workdir)  # pylint: disable=protected-access
   is_main = jax.process_index() == 0
-  summary = train._stored_summary(workdir)  # pylint: disable=protected-access
+  summary = train.finished_run(config, workdir, format_result)
   if summary is not None:
-    if is_main:
-      print(f"Run in {workdir} already finished; stored result:")
-      print(format_result(summary), flush=True)
     return summary
   init_from = config.fbs.get("init_from", "") or ""
   if init_from:

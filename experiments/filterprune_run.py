@@ -42,9 +42,7 @@ the smaller one (`experiments.structured.structured_macs`).
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
 
 import jax
 import numpy as np
@@ -60,11 +58,6 @@ from experiments import train
 import sparsity
 
 METHODS = ("fpgm", "slimming")
-
-
-def _read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
 
 
 class _Driver:
@@ -304,14 +297,8 @@ def run(config, workdir: str) -> dict:
   Raises `config_check.ConfigError` for a bad config or a workdir of
   another config (nothing is written then).
   """
-  config_check.validate(config, device_count=jax.device_count())
-  train._check_workdir(config, workdir)  # pylint: disable=protected-access
-  path = os.path.join(workdir, "summary.json")
-  if os.path.exists(path):
-    summary = _read_json(path)
-    if jax.process_index() == 0:
-      print(f"Run in {workdir} already finished; stored result:")
-      print(format_result(summary), flush=True)
+  summary = train.finished_run(config, workdir, format_result)
+  if summary is not None:
     return summary
   driver = _Driver(config, workdir)
   if not driver.pruned:
@@ -323,6 +310,6 @@ def run(config, workdir: str) -> dict:
   train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
   summary = driver.run()
   if jax.process_index() == 0:
-    train._write_json(path, summary)  # pylint: disable=protected-access
+    train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
     print(format_result(summary), flush=True)
   return summary

@@ -267,14 +267,9 @@ def control_target(config) -> float:
 def run(config, workdir: str) -> dict:
   """Trains a gradcount / l1 / magnitude run in `workdir`; the summary."""
   # Everything that can refuse the run does so before anything is written.
-  config_check.validate(config, device_count=jax.device_count())
-  train._check_workdir(config, workdir)  # pylint: disable=protected-access
   is_main = jax.process_index() == 0
-  summary = train._stored_summary(workdir)  # pylint: disable=protected-access
+  summary = train.finished_run(config, workdir, train.format_result)
   if summary is not None:
-    if is_main:
-      print(f"Run in {workdir} already finished; stored result:")
-      print(train.format_result(summary), flush=True)
     return summary
   target = control_target(config)
   train._prepare_workdir(config, workdir)  # pylint: disable=protected-access

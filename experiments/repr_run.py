@@ -33,7 +33,6 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from experiments import config_check
@@ -252,15 +251,10 @@ def run(config, workdir: str) -> dict:
   Raises `config_check.ConfigError` for a bad config or a workdir of
   another config (nothing is written then).
   """
-  config_check.validate(config, device_count=jax.device_count())
-  train._check_workdir(config, workdir)  # pylint: disable=protected-access
-  path = os.path.join(workdir, "summary.json")
-  if os.path.exists(path):
-    summary = _read_json(path)
-    if jax.process_index() == 0:
-      print(f"Run in {workdir} already finished; stored result:")
-      print(format_cycles(summary), flush=True)
+  summary = train.finished_run(config, workdir, format_cycles)
+  if summary is not None:
     return summary
+  path = os.path.join(workdir, "summary.json")
   driver = _Driver(config, workdir)
   if int(config.repr.cycles) > 0 and not driver.ranked:
     raise config_check.ConfigError(

@@ -614,6 +614,20 @@ def _prepare_workdir(config, workdir: str) -> None:
       _write_json(os.path.join(workdir, "config.json"), _config_json(config))
 
 
+def finished_run(config, workdir: str,
+                 format_fn: Callable[[dict], str]) -> dict | None:
+  """The start every driver shares: validates `config`, refuses another
+  config's workdir (`ConfigError`, nothing written), and returns the stored
+  summary of a finished run (printed with `format_fn`), else None."""
+  config_check.validate(config, device_count=jax.device_count())
+  _check_workdir(config, workdir)
+  summary = _stored_summary(workdir)
+  if summary is not None and jax.process_index() == 0:
+    print(f"Run in {workdir} already finished; stored result:")
+    print(format_fn(summary), flush=True)
+  return summary
+
+
 def _stored_summary(workdir: str) -> dict | None:
   path = os.path.join(workdir, "summary.json")
   if not os.path.exists(path):
