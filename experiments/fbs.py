@@ -72,8 +72,7 @@ import numpy as np
 
 from experiments import config_check
 
-# Activations with f(0) = 0: a zero (gated) channel stays zero.
-ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "hard_swish", "abs")
+from experiments.structured import ZERO_PRESERVING
 
 
 # ------------------------------------------------------------- the plan --

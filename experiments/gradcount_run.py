@@ -90,6 +90,14 @@ def _is_kernel(name: str) -> bool:
   return name.endswith("/kernel")
 
 
+def make_tx(config):
+  """chain(count_gradients(eps), masked(optimizer of `config`))."""
+  inner = optimizers.make_optimizer(
+      config, binary_include=models_lib.is_binary_kernel)
+  return optax.chain(sparsity.count_gradients(float(config.gradcount.eps)),
+                     sparsity.masked(inner))
+
+
 class _Setup:
   """Engine, layer list, removable layers and their channel groups."""
 
@@ -101,10 +109,7 @@ class _Setup:
                                       tuple(gc.get("filter_exclude", ())))
     groups = sparsity.channel_groups(self.layers)
     self.groups = {n: groups.get(n, []) for n in self.removable}
-    inner = optimizers.make_optimizer(
-        config, binary_include=models_lib.is_binary_kernel)
-    tx = optax.chain(sparsity.count_gradients(float(gc.eps)),
-                     sparsity.masked(inner))
+    tx = make_tx(config)
 
     def init_state(rng):
       state = base.init_state(rng)
@@ -308,14 +313,9 @@ def run(config, workdir: str) -> dict:
   macs = pruned_macs(setup, state)
   summary["final"]["macs_fraction"] = macs["macs_fraction"]
   if gc.get("scratch", False):
-    eps = float(gc.eps)
     summary["baselines"] = scratch.run_baselines(
         engine, workdir, mask=state.mask, steps=int(config.num_steps),
-        macs_fraction=macs["macs_fraction"],
-        make_tx=lambda cfg: optax.chain(
-            sparsity.count_gradients(eps), sparsity.masked(
-                optimizers.make_optimizer(
-                    cfg, binary_include=models_lib.is_binary_kernel))),
+        macs_fraction=macs["macs_fraction"], make_tx=make_tx,
         max_factor=float(gc.get("scratch_b_max_factor", 0.0)),
         tx_e=engine.run.tx)
   if is_main:

@@ -70,6 +70,12 @@ def _done(d: str):
   return _read_json(path) if os.path.exists(path) else None
 
 
+def _main_tx(config):
+  """The main network's masked optimizer (also the scratch baselines')."""
+  return sparsity.masked(optimizers.make_optimizer(
+      config, binary_include=models_lib.is_binary_kernel))
+
+
 class _Driver:
   """One main/subsidiary run: engines, stage starts and the layer loop."""
 
@@ -78,8 +84,7 @@ class _Driver:
     self.ms = config.mainsub
     run0 = train.build(config)
     self.model = run0.model
-    self.tx_main = sparsity.masked(optimizers.make_optimizer(
-        config, binary_include=models_lib.is_binary_kernel))
+    self.tx_main = _main_tx(config)
     self.tx_ft = sparsity.masked(optimizers.make_optimizer(
         config, constant_lr=float(self.ms.finetune_lr),
         binary_include=models_lib.is_binary_kernel))
@@ -289,8 +294,7 @@ class _Driver:
           self.engine, self.workdir, mask=final.mask,
           steps=int(self.config.num_steps),
           macs_fraction=macs["macs_fraction"],
-          make_tx=lambda cfg: sparsity.masked(optimizers.make_optimizer(
-              cfg, binary_include=models_lib.is_binary_kernel)),
+          make_tx=_main_tx,
           max_factor=float(self.ms.get("scratch_b_max_factor", 0.0)),
           tx_e=self.tx_main)
     kept = sum(s["kept"] for s in subs)

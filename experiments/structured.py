@@ -32,7 +32,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-_ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "hard_swish", "abs")
+# Activations with f(0) = 0: an all-zero channel stays all zero (the FBS
+# MAC accounting and the evaluator's gating use this list too).
+ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "hard_swish", "abs")
 
 
 def _live_of(layers: Sequence[Mapping[str, Any]],
@@ -60,7 +62,7 @@ def _live_of(layers: Sequence[Mapping[str, Any]],
       out = (ins[0].copy() if e["name"] in pruned_bn and ins[0] is not None
              else np.ones((c,), bool))
     elif op == "activation":
-      out = (ins[0].copy() if e.get("kind") in _ZERO_PRESERVING
+      out = (ins[0].copy() if e.get("kind") in ZERO_PRESERVING
              and ins[0] is not None else np.ones((c,), bool))
     elif op in ("pool", "upsample", "wta"):
       out = ins[0].copy() if ins[0] is not None else np.ones((c,), bool)

@@ -61,12 +61,11 @@ import numpy as np
 
 from experiments.export import _kernels
 from experiments.export import _ops
+from experiments.structured import ZERO_PRESERVING  # NumPy only
 
 F32 = np.float32
 # Per-channel ops through which the gate reaches back to the conv.
 _PER_CHANNEL = ("batchnorm", "activation", "sign")
-# Activations with f(0) = 0 (an all-zero channel stays all zero).
-ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "abs", "hard_swish")
 # Floats per chunk of examples, for the gathered kernels and for the patches:
 # 1 MiB buffers stay in cache and are reused by malloc (large, fresh ones
 # cost page faults; 16 MiB chunks made the 8x8 convs of M-CifarNet at
