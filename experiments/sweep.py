@@ -522,10 +522,24 @@ def collect(sweep: Sweep, workdir: str) -> list:
     rows.append({"name": p.name, **p.values, "seed": p.seed,
                  "test_accuracy": final.get("test_accuracy"),
                  "test_loss": final.get("test_loss"),
+                 **{k: final[k] for k in EXTRA_METRICS if k in final},
                  "step": final.get("step"),
                  "wall_seconds": round(sum(a["seconds"] for a in mine), 2),
                  "status": status})
   return rows
+
+
+EXTRA_METRICS = ("latent_outside_window",)
+"""Optional `summary.json["final"]` fields a run may report (binary runs:
+the fraction of latent binary weights outside the STE window |w| <= 1,
+see `train.latent_window_stats`): a results.csv column and a results.md
+column (mean over the seeds' finished runs) when any run has them."""
+
+
+def _extras(rows: list) -> list:
+  """The EXTRA_METRICS that some run of `rows` reported."""
+  return [k for k in EXTRA_METRICS if any(r.get(k) is not None
+                                          for r in rows)]
 
 
 def _mean_std(xs: list) -> tuple[float, float]:
@@ -536,7 +550,9 @@ def _mean_std(xs: list) -> tuple[float, float]:
 
 
 def grouped(sweep: Sweep, rows: list) -> list:
-  """Per sub-grid: (fields, [(values, mean, std, n, runs)]) over seeds."""
+  """Per sub-grid: (fields, [(values, mean, std, n, runs, extras)]) over
+  seeds (std: the sample std, ddof = 1; extras: {metric: mean over the
+  finished runs that report it} for EXTRA_METRICS)."""
   by_name = {r["name"]: r for r in rows}
   out = []
   for i, grid in enumerate(sweep.grids):
@@ -550,7 +566,13 @@ def grouped(sweep: Sweep, rows: list) -> list:
     for values, members in groups.values():
       accs = [r["test_accuracy"] for r in members if r["status"] == "ok"]
       mean, std = _mean_std(accs) if accs else (float("nan"), float("nan"))
-      table.append((values, mean, std, len(accs), len(members)))
+      extras = {}
+      for k in EXTRA_METRICS:
+        xs = [r[k] for r in members if r["status"] == "ok"
+              and r.get(k) is not None]
+        if xs:
+          extras[k] = sum(xs) / len(xs)
+      table.append((values, mean, std, len(accs), len(members), extras))
     out.append((list(grid), table))
   return out
 
@@ -564,6 +586,10 @@ def markdown(sweep: Sweep, rows: list) -> str:
            f"{len(rows)} runs: {ok} ok, {failed} failed, "
            f"{len(rows) - ok - failed} not run. Test accuracy, mean ± std "
            f"over seeds {sweep.seeds} (n = finished runs)."]
+  extra_cols = _extras(rows)
+  if extra_cols:
+    lines += ["", f"Also the mean over seeds of {', '.join(extra_cols)} "
+              "(summary.json; blank: not reported)."]
   base_vals = {f: _effective(sweep.base, f) for f in sweep.fields}
   for fields, table in grouped(sweep, rows):
     others = [f"{short[f]}={format_value(base_vals[f])}"
@@ -572,13 +598,14 @@ def markdown(sweep: Sweep, rows: list) -> str:
     if others:
       lines += ["", f"Others at base: {', '.join(others)}."]
     lines += ["", "| " + " | ".join([short[f] for f in fields]
-                                    + ["test accuracy", "n"]) + " |",
-              "|" + "---|" * (len(fields) + 2)]
-    for values, mean, std, n, total in table:
+                                    + ["test accuracy", "n", *extra_cols])
+              + " |", "|" + "---|" * (len(fields) + 2 + len(extra_cols))]
+    for values, mean, std, n, total, extras in table:
       acc = f"{mean:.4f} ± {std:.4f}" if n else "-"
       cnt = f"{n}" if n == total else f"{n} of {total}"
+      ext = [f"{extras[k]:.4g}" if k in extras else "" for k in extra_cols]
       lines.append("| " + " | ".join([format_value(v) for v in values]
-                                     + [acc, cnt]) + " |")
+                                     + [acc, cnt, *ext]) + " |")
   return "\n".join(lines) + "\n"
 
 
@@ -592,7 +619,7 @@ def plot_results(sweep: Sweep, rows: list, path: str) -> None:
   width = max(6.0, 0.45 * max(len(t) for _, t in groups) + 2)
   fig, axes = plt.subplots(len(groups), 1, squeeze=False,
                            figsize=(width, 3.2 * len(groups)))
-  lows = [m - sd for _, t in groups for _, m, sd, n, _ in t if n]
+  lows = [m - sd for _, t in groups for _, m, sd, n, *_ in t if n]
   low = max(0.0, min(lows, default=0.0) - 0.05)
   for ax, (fields, table) in zip(axes[:, 0], groups):
     first = lambda v: format_value(v[0]) if v else "base"
@@ -602,7 +629,7 @@ def plot_results(sweep: Sweep, rows: list, path: str) -> None:
     bw = 0.8 / len(rests)
     for j, rest in enumerate(rests):
       xs, ms, ss = [], [], []
-      for values, mean, std, n, _ in table:
+      for values, mean, std, n, *_ in table:
         if rest_of(values) == rest and n:
           xs.append(firsts.index(first(values)) + (j - (
               len(rests) - 1) / 2) * bw)
@@ -631,7 +658,7 @@ def write_results(sweep: Sweep, workdir: str, *, plot: bool = True) -> str:
   """Writes results.csv, results.md (and results.png); returns the md."""
   rows = collect(sweep, workdir)
   header = ["name", *sweep.fields, "seed", "test_accuracy", "test_loss",
-            "step", "wall_seconds", "status"]
+            *_extras(rows), "step", "wall_seconds", "status"]
   tmp = os.path.join(workdir, "results.csv.tmp")
   with open(tmp, "w", newline="") as f:
     writer = csv.DictWriter(f, header)

@@ -566,6 +566,36 @@ class _FlipTracker:
     return out
 
 
+STE_WINDOW = 1.0
+"""Half-width of the clipped STE's pass-through window (`ste_sign`'s
+default `clip`, also `approx_sign`'s): the gradient reaches a latent weight
+only where |w| <= 1. `ste_identity_sign` differs from `ste_sign` exactly
+at the weights outside it."""
+
+
+def latent_window_stats(params, window: float = STE_WINDOW) -> dict:
+  """How far the latent binary weights left the STE window, at the end.
+
+  Over the live (nonzero; a pruned weight is an exact 0) entries of every
+  binary kernel (`models.is_binary_kernel`): `latent_outside_window`, the
+  fraction with |w| > `window`, and `latent_abs_max`, the largest |w|.
+  {} for a model without binary kernels. With weight clipping at H <= 1
+  (`clip_weights`) the fraction is 0 by construction.
+  """
+  leaves = [np.abs(np.asarray(jax.device_get(leaf), np.float64)).ravel()
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+            if models_lib.is_binary_kernel(
+                tuple(sparsity.leaf_name(path).split("/")), leaf)]
+  if not leaves:
+    return {}
+  w = np.concatenate(leaves)
+  w = w[w != 0]
+  if not w.size:
+    return {"latent_outside_window": 0.0, "latent_abs_max": 0.0}
+  return {"latent_outside_window": float(np.mean(w > window)),
+          "latent_abs_max": float(w.max())}
+
+
 def _prune(state: TrainState, prune_fn, arg, event_fn=None) -> TrainState:
   """Event transform between jitted steps: new mask, re-masked params
   (or `event_fn(state, arg)`, which returns the whole new state)."""
@@ -700,6 +730,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   summary = _summary(config, engine.dataset, state, test)
   if engine.task == "segmentation":
     summary.update(segmentation_summary(engine, state, test))
+  summary["final"].update(latent_window_stats(state.params))  # binary only
   summary["model_summary"] = _model_summary(engine, state)
   if is_main:
     _write_json(os.path.join(workdir, "summary.json"), summary)

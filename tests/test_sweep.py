@@ -314,8 +314,8 @@ def test_ablation_digits_grid():
   """The shipped ablation grid expands and validates (nothing runs)."""
   s = sweep_lib.load(os.path.join(ROOT, "experiments", "configs",
                                   "ablation_digits.py"))
-  assert len(s.points) == 63 and s.seeds == [0, 1, 2]
-  assert len({p.name for p in s.points}) == 63
+  assert len(s.points) == 78 and s.seeds == [0, 1, 2]
+  assert len({p.name for p in s.points}) == 78
   ref = [p for p in s.points if p.name ==
          "optimizer=adam,kernel_quantizer=ste_sign,seed=0"]
-  assert ref and ref[0].grids == [0, 1, 2, 3, 4]
+  assert ref and ref[0].grids == [0, 1, 2, 3, 4, 5]

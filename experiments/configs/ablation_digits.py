@@ -3,7 +3,7 @@ r"""Ablation of a binary MLP's optimisation on digits (Alizadeh et al. 2019).
 Run the sweep (CPU, 2 cores; see the README for the measured wall time):
 
   python -m launch.sweep --config=experiments/configs/ablation_digits.py \
-      --workdir=/tmp/ablation_digits --parallel=2
+      --workdir=/tmp/ablation_digits --parallel=1
 
 or one run of the base config (the reference point of every variation):
 
@@ -25,12 +25,24 @@ base:
     identity STE: sign forward, gradient passed everywhere), ste_sign
     (clipped STE, |x| <= 1), approx_sign (Bi-Real's piecewise-quadratic),
     swish_sign (BNN+'s SignSwish), identity (no binarization: the
-    real-valued reference)};
-  * weight clipping off/on (`clip_weights` 0 / 1);
+    real-valued reference)}, at the base's clip_weights=1;
+  * optimizer {sgd, momentum, adam} x kernel STE {ste_identity_sign,
+    ste_sign} x weight clipping off/on (`clip_weights` 0 / 1): Alizadeh et
+    al.'s "gradient clipping" (the STE window |w| <= 1) x "weight
+    clipping" (disable_weight_constraint), the two things their code
+    varies. With the latent weights clipped to [-1, 1] the window never
+    acts and the two STEs are the same function, so only the
+    `clip_weights=0` half can tell them apart; each binary run's
+    summary.json["final"] (and the sweep's results.csv/md) records
+    `latent_outside_window`, the fraction of latent binary weights with
+    |w| > 1 at the end (where the two STEs' gradients differ), and
+    `latent_abs_max`;
+  * weight clipping off/on (`clip_weights` 0 / 1; its points are also in
+    the sub-grid above, so it costs no run);
   * gradient clipping off/on (`grad_clip_norm` 0 / 1: global-norm);
   * BatchNorm momentum {0.5, 0.85, 0.99};
   * learning-rate schedule {constant, cosine, step (x0.1 at 50% and 75%)}.
-21 distinct configurations, 63 runs. One learning rate (3e-3) serves all
+26 distinct configurations, 78 runs. One learning rate (3e-3) serves all
 optimizers, as a study of "which optimizer works at the base settings".
 
 Expected (Alizadeh et al., §5 of docs/METHODS): Adam clearly above plain
@@ -88,6 +100,10 @@ def get_sweep() -> dict:
            "model_kwargs.kernel_quantizer": [
                "ste_identity_sign", "ste_sign", "approx_sign", "swish_sign",
                "identity"]},
+          {"optimizer": ["sgd", "momentum", "adam"],
+           "model_kwargs.kernel_quantizer": ["ste_identity_sign",
+                                             "ste_sign"],
+           "clip_weights": [0.0, 1.0]},
           {"clip_weights": [0.0, 1.0]},
           {"grad_clip_norm": [0.0, 1.0]},
           {"model_kwargs.bn_momentum": [0.5, 0.85, 0.99]},
