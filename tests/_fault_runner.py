@@ -3,6 +3,9 @@
   python tests/_fault_runner.py WORKDIR FAULT N [JSON_OVERRIDES]
     [--coordinator=HOST:PORT --num_processes=K --process_id=I]
 
+JSON_OVERRIDES: config fields; "_lottery": true for the lottery config,
+"_make": "module:function" for another config factory (a tests/ module).
+
 FAULT: none | step (SIGKILL when batch N is requested) | call (SIGKILL at
 the N-th batch request of the process, for multi-phase drivers) | prune (SIGKILL
 right after the N-th pruning event computed its mask, before the phase
@@ -72,6 +75,10 @@ def main(argv):
     handler._save_fn = save_fn  # pylint: disable=protected-access
   make = (helpers.small_lottery_config if overrides.pop("_lottery", False)
           else helpers.small_config)
+  if "_make" in overrides:  # "module:function" of a config factory in tests/
+    import importlib  # pylint: disable=g-import-not-at-top
+    module, fn = overrides.pop("_make").split(":")
+    make = getattr(importlib.import_module(module), fn)
   train.train_and_evaluate(make(**overrides), workdir)
 
 

@@ -36,12 +36,24 @@ fields: ``current_mask(state, mask)`` when the transform keeps its own mask
 in its state (the invariant is checked against that mask), and
 ``exempt_state(path)`` for parameter-shaped state leaves that may be
 non-zero at pruned positions by design (e.g. scores), named by their
-``jax.tree_util.keystr`` path.
+``jax.tree_util.keystr`` path; ``model`` (a key of ``MODELS``) when the
+transform acts on leaves the MLP does not have; ``acts_on(name)`` naming
+the param leaves (``"BatchNorm_0/scale"``) the transform must change: the
+suite then checks that its updates differ from ``masked(inner)``'s there,
+at kept positions only.
 
-The test model is a 3-layer MLP whose kernels have pairwise different
-shapes, so a state leaf "corresponds to" a masked kernel exactly when it
-has that kernel's shape; the invariant check needs nothing else from the
-transform.
+Test models (``MODELS``): ``"mlp"``, a 3-layer MLP whose kernels have
+pairwise different shapes, and ``"gated_bn"``, the same MLP with a
+BatchNorm (inference form: per-channel scale and shift) and a
+main/subsidiary filter gate (``Dense_i_subsidiary``, through
+``binary.subsidiary_keep``) after each hidden layer. The masks
+(:func:`random_mask`) cover every kernel and, where the model has them,
+every BatchNorm scale and shift and every gate, as the filter masks of the
+drivers do. A state leaf "corresponds to" a masked leaf when its path ends
+with that leaf's path (``...mu['BatchNorm_0']['scale']``) and the shapes
+agree, or, when no masked leaf's path ends its path, when its shape is
+that of exactly one masked leaf; the invariant check needs nothing else
+from the transform.
 """
 
 import dataclasses
@@ -70,6 +82,8 @@ class Transform:
   extra_args: Callable[[Any], dict] = lambda mask: {"mask": mask}
   current_mask: Callable[[Any, Any], Any] = lambda state, mask: mask
   exempt_state: Callable[[str], bool] = lambda path: False
+  model: str = "mlp"
+  acts_on: Callable[[str], bool] | None = None
 
 
 # Inner optimizers of the invariant check.
@@ -115,9 +129,70 @@ def mlp_apply(params: dict, x: jax.Array) -> jax.Array:
   return x
 
 
+def gated_bn_params(key: jax.Array, sizes=MLP_SIZES, dtype=jnp.float32,
+                    bf16_last: bool = False) -> dict:
+  """:func:`mlp_params` plus, after each hidden layer i, ``BatchNorm_i``
+  {"scale", "bias"} and the gate ``Dense_i_subsidiary`` (values in
+  [-0.9, 0.9]: inside the STE window of ``subsidiary_keep``, where the
+  count penalty has a gradient)."""
+  params = mlp_params(key, sizes, dtype, bf16_last)
+  for i, n in enumerate(sizes[1:-1]):
+    k1, k2, k3 = jax.random.split(jax.random.fold_in(key, 1000 + i), 3)
+    params[f"BatchNorm_{i}"] = {
+        "scale": (1.0 + 0.2 * jax.random.normal(k1, (n,))).astype(dtype),
+        "bias": (0.1 * jax.random.normal(k2, (n,))).astype(dtype)}
+    params[f"Dense_{i}_subsidiary"] = jax.random.uniform(
+        k3, (n,), dtype, -0.9, 0.9)
+  return params
+
+
+def gated_bn_apply(params: dict, x: jax.Array) -> jax.Array:
+  import binary  # pylint: disable=g-import-not-at-top
+  n = sum(1 for k in params if k.startswith("Dense_")
+          and not k.endswith("_subsidiary"))
+  for i in range(n):
+    layer = params[f"Dense_{i}"]
+    x = x @ layer["kernel"].astype(x.dtype) + layer["bias"].astype(x.dtype)
+    if i < n - 1:
+      bn = params[f"BatchNorm_{i}"]
+      x = x * bn["scale"].astype(x.dtype) + bn["bias"].astype(x.dtype)
+      x = x * binary.subsidiary_keep(params[f"Dense_{i}_subsidiary"]
+                                     ).astype(x.dtype)
+      x = jnp.tanh(x)
+  return x
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A test model: ``params(key, bf16_last=False)`` and ``apply(params,
+  x)``, inputs ``(batch, MLP_SIZES[0])``, outputs ``(batch,
+  MLP_SIZES[-1])``."""
+  params: Callable[..., dict]
+  apply: Callable[[dict, jax.Array], jax.Array]
+
+
+MODELS: dict[str, Model] = {
+    "mlp": Model(mlp_params, mlp_apply),
+    "gated_bn": Model(gated_bn_params, gated_bn_apply),
+}
+
+
+def prunable(path: tuple, leaf: Any) -> bool:
+  """Kernels (``sparsity.default_prunable``), BatchNorm scales and shifts,
+  and subsidiary gates."""
+  if sparsity.default_prunable(path, leaf):
+    return True
+  names = [str(p) for p in path]
+  return bool(names) and (
+      names[-1].endswith("_subsidiary")
+      or (len(names) >= 2 and names[-2].startswith("BatchNorm")
+          and names[-1] in ("scale", "bias")))
+
+
 def random_mask(key: jax.Array, params: dict, keep: float) -> Any:
-  """A mask keeping each prunable weight with probability ``keep``."""
-  mask = sparsity.create_mask(params)
+  """A mask keeping each prunable weight (:func:`prunable`) with
+  probability ``keep``."""
+  mask = sparsity.create_mask(params, prunable)
   leaves, treedef = jax.tree.flatten(mask, is_leaf=lambda x: x is None)
   out = [None if m is None else
          jax.random.bernoulli(jax.random.fold_in(key, i), keep, m.shape)
@@ -129,14 +204,25 @@ def pruned_state_violations(state: Any, mask: Any,
                             exempt: Callable[[str], bool]) -> tuple:
   """(number of checked leaves, number of non-zeros at pruned positions).
 
-  A state leaf is checked when its shape is that of a masked leaf (the test
-  MLP's kernels have distinct shapes). Jittable.
+  A state leaf is checked against the masked leaf whose path ends its path
+  (same shape), else against the only masked leaf of its shape (see the
+  module docstring). Jittable.
   """
-  by_shape = {tuple(m.shape): m for _, m in sparsity.masked_leaves(mask)}
+  flat_mask = [(jax.tree_util.keystr(p), m) for p, m in
+               jax.tree_util.tree_flatten_with_path(
+                   mask, is_leaf=lambda x: x is None)[0] if m is not None]
+  shapes = [tuple(m.shape) for _, m in flat_mask]
   checked, bad = 0, jnp.int32(0)
   for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-    m = by_shape.get(tuple(getattr(leaf, "shape", ())))
-    if m is None or exempt(jax.tree_util.keystr(path)):
+    key, shape = jax.tree_util.keystr(path), tuple(getattr(leaf, "shape", ()))
+    by_path = [(len(k), m) for k, m in flat_mask if key.endswith(k)]
+    if by_path:
+      m = max(by_path, key=lambda x: x[0])[1]
+      m = m if tuple(m.shape) == shape else None
+    else:
+      m = (flat_mask[shapes.index(shape)][1] if shapes.count(shape) == 1
+           else None)
+    if m is None or exempt(key):
       continue
     checked += 1
     bad += jnp.sum(jnp.logical_and(~m, leaf != 0), dtype=jnp.int32)
@@ -169,7 +255,8 @@ def data_parallel_run(entry: Transform, n_devices: int) -> dict:
   batch_sharded = NamedSharding(mesh, P("data"))
 
   key = jax.random.key(0)
-  params = mlp_params(key)
+  model = MODELS[entry.model]
+  params = model.params(key)
   mask = random_mask(jax.random.fold_in(key, 1), params, keep=0.4)
   params = sparsity.apply_mask(params, mask)
   tx = entry.make(optax.adam(1e-2))
@@ -177,7 +264,7 @@ def data_parallel_run(entry: Transform, n_devices: int) -> dict:
   params, state, mask = jax.device_put((params, state, mask), replicated)
 
   def loss_fn(p, x, y):
-    return jnp.mean((mlp_apply(p, x) - y) ** 2)
+    return jnp.mean((model.apply(p, x) - y) ** 2)
 
   @jax.jit
   def step(p, s, m, x, y):
@@ -284,4 +371,41 @@ TRANSFORMS += [
               make=lambda inner: optax.chain(sparsity.count_gradients(0.3),
                                              sparsity.masked(inner)),
               sparse=True, extra_args=lambda mask: {"mask": mask}),
+]
+
+# Network Slimming's L1 on BatchNorm scales, as the filter-pruning driver
+# chains it (masked(chain(bn_scale_l1, optimizer))), on the gated model:
+# its BatchNorm scales are masked leaves, and the L1 subgradient must move
+# the kept ones only.
+TRANSFORMS += [
+    Transform(name="sparsity.bn_scale_l1",
+              make=lambda inner: sparsity.masked(optax.chain(
+                  sparsity.bn_scale_l1(0.05), inner)),
+              sparse=True, extra_args=lambda mask: {"mask": mask},
+              model="gated_bn",
+              acts_on=lambda name: name.startswith("BatchNorm_")
+              and name.endswith("/scale")),
+    # Chained after the masked optimizer: sign(0) = 0 must leave a pruned
+    # (zero) scale at exactly 0 by itself.
+    Transform(name="sparsity.bn_scale_l1[after_masked]",
+              make=lambda inner: optax.chain(sparsity.masked(inner),
+                                             sparsity.bn_scale_l1(0.05)),
+              sparse=True, extra_args=lambda mask: {"mask": mask},
+              model="gated_bn",
+              acts_on=lambda name: name.startswith("BatchNorm_")
+              and name.endswith("/scale")),
+]
+
+# main/subsidiary: the penalty on the gates, added to their gradients
+# before the optimizer (as the main/subsidiary driver's gate branch:
+# penalty, then Adam), inside the masked optimizer: the gates are masked
+# leaves of the gated model (a masked gate is a filter whose gate is held
+# at 0).
+TRANSFORMS += [
+    Transform(name="binary.add_mask_penalty",
+              make=lambda inner: sparsity.masked(optax.chain(
+                  binary.add_mask_penalty(0.05), inner)),
+              sparse=True, extra_args=lambda mask: {"mask": mask},
+              model="gated_bn",
+              acts_on=lambda name: name.endswith("_subsidiary")),
 ]

@@ -44,7 +44,7 @@ def _signature(tree):
 
 def _setup(entry, inner, keep=0.35, bf16_last=False, seed=0):
   key = jax.random.key(seed)
-  params = conformance.mlp_params(key, bf16_last=bf16_last)
+  params = conformance.MODELS[entry.model].params(key, bf16_last=bf16_last)
   mask = conformance.random_mask(jax.random.fold_in(key, 1), params, keep)
   params = sparsity.apply_mask(params, mask)
   tx = entry.make(inner)
@@ -59,6 +59,37 @@ def _setup(entry, inner, keep=0.35, bf16_last=False, seed=0):
 def test_make_returns_extra_args_transformation(entry):
   tx = entry.make(optax.sgd(0.1))
   assert isinstance(tx, optax.GradientTransformationExtraArgs)
+
+
+# ---------------------------------------------------------------------------
+# (0b) the transform acts on the leaves it is for, at kept positions only
+# ---------------------------------------------------------------------------
+
+ACTING = [t for t in ENTRIES if t.acts_on is not None]
+
+
+# (Not Adam: its first update is lr * sign(g) whatever g's size.)
+@pytest.mark.parametrize("inner_name", ["sgd", "momentum"])
+@pytest.mark.parametrize("entry", ACTING, ids=_ids(ACTING))
+def test_transform_acts_on_its_leaves(entry, inner_name):
+  inner = conformance.INNER_OPTIMIZERS[inner_name]
+  tx, params, mask, state = _setup(entry, inner(), keep=0.5)
+  base = sparsity.masked(inner())
+  grads = _random_like(jax.random.key(3), params)
+  got, _ = tx.update(grads, state, params, **entry.extra_args(mask))
+  want, _ = base.update(grads, base.init(params), params, mask=mask)
+  acted = []
+  for (name, m, g), (_, _, w) in zip(sparsity.masked_leaves(mask, got),
+                                     sparsity.masked_leaves(mask, want)):
+    m, g, w = np.asarray(m), np.asarray(g), np.asarray(w)
+    assert not g[~m].any(), name  # pruned: no update
+    if entry.acts_on(name):
+      assert (~m).any() and m.any(), name  # the mask prunes some, keeps some
+      assert (g[m] != w[m]).all(), name
+      acted.append(name)
+    else:
+      np.testing.assert_array_equal(g, w, err_msg=name)
+  assert acted
 
 
 # ---------------------------------------------------------------------------

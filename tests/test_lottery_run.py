@@ -9,6 +9,9 @@ import jax
 import numpy as np
 import pytest
 
+import orbax.checkpoint as ocp
+
+from experiments import checkpointing
 from experiments import config_check
 from experiments import data as data_lib
 from experiments import lottery_run
@@ -70,14 +73,66 @@ def test_summary_follows_the_contract(finished):
       assert r["seeds"] == [0] and r["test_accuracy_std"] == 0.0
       assert r["remaining_fraction"] == pytest.approx(
           ticket["remaining_fraction"])
-  assert -1.0 <= levels[1]["instability"] <= 1.0
   inst = _load(workdir, "level_01", "instability", "result.json")
   assert len(inst["errors"]) == 5 and inst["alphas"][0] == 0.0
+  assert levels[1]["instability"] == inst["instability"]
+  assert "instability" not in levels[0] and "instability" not in levels[2]
   assert summary["final"]["test_accuracy"] == levels[-1]["test_accuracy"]
   md = open(os.path.join(workdir, "lottery.md")).read()
   assert md.count("\n| ") == 1 + 3  # header + one row per level
   with open(os.path.join(workdir, "lottery.png"), "rb") as f:
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_instability_recomputed_from_the_two_copies(finished):
+  """The summary's instability is the error barrier between the two stored
+  copies: recomputed from their final checkpoints with
+  `lottery.instability`, and by hand (max over the path minus the mean of
+  the endpoints, the endpoints being each copy's own test error)."""
+  config, workdir, summary = finished
+  d = os.path.join(workdir, "level_01", "instability")
+  inst = _load(d, "result.json")
+  engine = train.Engine(config)
+
+  def phase(c):
+    mngr, restored = engine.restore(os.path.join(d, f"copy_{c}"))
+    first = mngr.restore(mngr.all_steps()[0], args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(checkpointing.abstract_like(
+            engine.abstract, engine.shardings))))
+    return first.state, restored[0]
+
+  (start_a, a), (start_b, b) = phase(0), phase(1)
+  # Same start (the level-1 ticket at its reset), same mask, different data
+  # orders, hence different weights at the end.
+  assert int(start_a.step) == int(start_b.step) < config.num_steps
+  assert leaves_equal(start_a.params, start_b.params)
+  assert leaves_equal(a.mask, b.mask) and leaves_equal(a.mask, start_a.mask)
+  assert int(a.step) == int(b.step) == config.num_steps
+  assert len(set(inst["data_seeds"])) == 2
+  assert not leaves_equal(a.params, b.params)
+
+  def error(point):
+    params, stats = point
+    with jax.set_mesh(engine.mesh):
+      return 1.0 - engine.evaluate(params, stats, "test")["accuracy"]
+
+  again = lottery.instability((a.params, a.batch_stats),
+                              (b.params, b.batch_stats), error,
+                              num_points=config.lottery.instability_points)
+  assert again["alphas"] == inst["alphas"]
+  assert again["errors"] == inst["errors"]
+  assert again["instability"] == inst["instability"] == (
+      summary["levels"][1]["instability"])
+  # By hand: the endpoints are the copies themselves, and the barrier is
+  # max over the path minus the mean of the endpoints.
+  assert inst["errors"][0] == error((a.params, a.batch_stats))
+  assert inst["errors"][-1] == error((b.params, b.batch_stats))
+  mid = lottery.interpolate(a.params, b.params, inst["alphas"][2])
+  assert inst["errors"][2] == error((mid, lottery.interpolate(
+      a.batch_stats, b.batch_stats, inst["alphas"][2])))
+  assert summary["levels"][1]["instability"] == pytest.approx(
+      max(inst["errors"]) - (inst["errors"][0] + inst["errors"][-1]) / 2,
+      abs=1e-12)
 
 
 def test_early_stop_is_the_min_validation_loss(finished):
