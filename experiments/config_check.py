@@ -31,8 +31,30 @@ def _choice(value, choices, field: str) -> None:
            f"unknown value {value!r}; choose one of: {', '.join(choices)}")
 
 
+# The sections that select a driver; a config has at most one of them.
+METHOD_SECTIONS = ("lottery", "gradcount", "benn", "mainsub", "repr",
+                   "filterprune", "fbs")
+
+
+def method_section(config) -> str | None:
+  """The config's method section (None for a plain run).
+
+  Raises ConfigError naming both sections when there are two or more: a
+  second section would otherwise be silently ignored by the driver of the
+  first.
+  """
+  present = [s for s in METHOD_SECTIONS if s in config]
+  if len(present) > 1:
+    raise ConfigError(
+        f"config.{present[0]}, config.{present[1]}: a config has at most "
+        f"one method section; {present[0]!r} and {present[1]!r} cannot be "
+        f"combined (remove one)")
+  return present[0] if present else None
+
+
 def validate(config, *, device_count: int | None = None) -> None:
   """Raises ConfigError for the first bad field of a training config."""
+  method_section(config)
   _choice(config.dataset, tuple(data_lib.DATASETS), "dataset")
   _choice(config.model, tuple(models_lib.MODELS), "model")
   _choice(config.optimizer, optimizers.OPTIMIZERS, "optimizer")
@@ -75,6 +97,10 @@ def validate(config, *, device_count: int | None = None) -> None:
   for name, s in dict(p.layer_sparsity or {}).items():
     _require(0.0 <= s < 1.0, f"pruning.layer_sparsity.{name}",
              f"must be in [0, 1), got {s!r}")
+    _require(p.scope != "global", f"pruning.layer_sparsity.{name}",
+             "per-layer sparsities need pruning.scope='layerwise'; global "
+             "pruning sets one threshold over all layers and would ignore "
+             "them")
   _require(0 <= p.begin_step < config.num_steps, "pruning.begin_step",
            f"must be in [0, num_steps={config.num_steps}), got "
            f"{p.begin_step!r}")
@@ -94,10 +120,6 @@ def validate_fbs(config) -> None:
            f"with an fbs section, got {config.model!r}")
   _require("fbs" in config, "fbs", f"model {config.model!r} needs an fbs "
            "section (fbs.init_from = '' for a random start)")
-  for other in ("lottery", "benn", "mainsub", "gradcount", "repr",
-                "filterprune"):
-    _require(other not in config, "fbs",
-             f"cannot be combined with a {other} section")
   _require(config.pruning.method == "none", "pruning.method",
            "must be 'none' in an FBS run (the gating is the pruning)")
   kw = config.model_kwargs
@@ -247,6 +269,7 @@ def validate_repr(config) -> None:
 
 FILTERPRUNE_METHODS = ("fpgm", "slimming")
 FPGM_CRITERIA = ("geometric_median", "l2", "l1")
+FPGM_SOFT_VARIANTS = ("paper", "released_cifar")
 
 
 def validate_filterprune(config) -> None:
@@ -274,7 +297,12 @@ def validate_filterprune(config) -> None:
              "filterprune.prune_every",
              f"must be an integer >= 0 (0 = one epoch), got "
              f"{fp.prune_every!r}")
+    _choice(fp.get("soft_variant", "paper"), FPGM_SOFT_VARIANTS,
+            "filterprune.soft_variant")
   else:
+    _require(fp.get("soft_variant", "paper") == "paper",
+             "filterprune.soft_variant",
+             "applies to FPGM's soft pruning only; slimming would ignore it")
     _require(fp.l1 >= 0, "filterprune.l1", f"must be >= 0, got {fp.l1!r}")
     _require(0.0 <= fp.prune_fraction < 1.0, "filterprune.prune_fraction",
              f"must be in [0, 1), got {fp.prune_fraction!r}")
@@ -331,8 +359,6 @@ BENN_ENSEMBLES = ("bagging", "boost_a", "boost_b", "boost_c", "boost_d")
 def validate_benn(config) -> None:
   """The `benn` section (BENN ensembles, `experiments.benn_run`)."""
   b = config.benn
-  _require("lottery" not in config and "mainsub" not in config, "benn",
-           "cannot be combined with a lottery or mainsub section")
   _require(config.pruning.method == "none", "pruning.method",
            "must be 'none' in a BENN run")
   _require(isinstance(b.members, int) and not isinstance(b.members, bool)
@@ -352,8 +378,6 @@ def validate_mainsub(config) -> None:
   """The `mainsub` section (main/subsidiary pruning,
   `experiments.mainsub_run`)."""
   ms = config.mainsub
-  _require("lottery" not in config, "mainsub",
-           "cannot be combined with a lottery section")
   _require(config.model == "nin", "model",
            f"must be 'nin' in a main/subsidiary run, got {config.model!r}")
   _require(config.get("binarize", True) is not False, "binarize",
@@ -374,4 +398,15 @@ def validate_mainsub(config) -> None:
     _require(ms[field] > 0, f"mainsub.{field}",
              f"must be > 0, got {ms[field]!r}")
   for c in ms.controls:
-    _choice(c, ("greedy", "random"), "mainsub.controls")
+    _choice(c, ("greedy", "random", "learned"), "mainsub.controls")
+  _choice(ms.get("sub_optimizer", "adam"), ("adam", "sgd"),
+          "mainsub.sub_optimizer")
+  for field in ("gate_init", "budget"):
+    v = ms.get(field, 0.0)
+    _require(isinstance(v, (int, float)) and not isinstance(v, bool)
+             and 0 <= v < 1, f"mainsub.{field}",
+             f"must be a number in [0, 1), got {v!r}")
+  _require(not (ms.get("budget", 0.0) > 0 and ms.alpha > 0), "mainsub.alpha",
+           f"must be 0 with a budget (mainsub.budget = {ms.get('budget')}: "
+           "the budget, not a penalty, sets how many filters go), got "
+           f"{ms.alpha!r}")

@@ -14,11 +14,18 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def sample_std(values) -> float:
+  """The sample standard deviation (ddof = 1), the one convention of every
+  table here and of the sweep; 0.0 for a single value (the tables give n)."""
+  v = np.asarray(values, np.float64)
+  return float(v.std(ddof=1)) if v.size > 1 else 0.0
+
+
 def mean_over_seeds(runs: Sequence[dict]) -> dict:
   """One control row from its per-seed results (the summary contract).
 
   Means of the accuracies, the remaining fraction and the early-stop step
-  (rounded), the standard deviation of the test accuracy (population std,
+  (rounded), the sample standard deviation of the test accuracy (ddof = 1,
   0 for one seed) and the list of seeds.
   """
   acc = np.asarray([r["test_accuracy"] for r in runs], np.float64)
@@ -27,7 +34,7 @@ def mean_over_seeds(runs: Sequence[dict]) -> dict:
       "remaining_fraction": float(np.mean([r["remaining_fraction"]
                                            for r in runs])),
       "test_accuracy": float(acc.mean()),
-      "test_accuracy_std": float(acc.std()),
+      "test_accuracy_std": sample_std(acc),
       "early_stop_step": int(round(float(np.mean(
           [r["early_stop_step"] for r in runs])))),
       "early_stop_test_accuracy": float(np.mean(
@@ -49,7 +56,7 @@ def format_table(summary: dict, markdown: bool = False) -> str:
   has_inst = any("instability" in r for r in summary["levels"])
   head = ["level", "remaining %", "test acc", "early-stop step",
           "early-stop acc", "train acc"]
-  head += [f"{name} acc (mean ± std, n)" for name in controls]
+  head += [f"{name} acc (mean ± sample std, n)" for name in controls]
   if has_inst:
     head.append("instability")
   rows = []
@@ -101,9 +108,9 @@ def _series(summaries: Sequence[dict], rows_of) -> tuple:
     elif len(rs) > 1 and "test_accuracy_std" in rs[0]:
       # pooled: spread within runs and between runs
       std = float(np.sqrt(np.mean([r["test_accuracy_std"] ** 2 for r in rs])
-                          + acc.var()))
+                          + sample_std(acc) ** 2))
     else:
-      std = float(acc.std())
+      std = sample_std(acc)
     mean.append(float(acc.mean()))
     spread.append(std)
   mean, spread = np.asarray(mean), np.asarray(spread)
@@ -112,7 +119,7 @@ def _series(summaries: Sequence[dict], rows_of) -> tuple:
 
 def plot(summaries: Sequence[dict], path: str) -> str:
   """Test accuracy against remaining weights (%, log x): tickets and
-  controls, mean line and a band of one standard deviation."""
+  controls, mean line and a band of one sample standard deviation."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top

@@ -194,7 +194,14 @@ class _Driver:
   def start_state(self, level: int, mask=None,
                   params_from=None) -> train.TrainState:
     """The reset state of level `level` (optionally with another mask, or
-    other weights to mask: the controls)."""
+    other weights to mask: the controls).
+
+    With `params_from` (the random re-initialization control) the start is a
+    fresh network: the fresh weights under the mask, a fresh optimizer state
+    and the initial BatchNorm statistics, never the trunk's rewound moments
+    or statistics (open_lth's `randomly_reinitialize` branch trains a new
+    model with a new optimizer); only the schedule position (the reset
+    mode's start step) is shared with the ticket."""
     mode, k = self.lcfg.reset, int(self.lcfg.rewind_step)
     init = self.init_state()
     if level == 0:
@@ -206,8 +213,6 @@ class _Driver:
         mode, mask=mask, init_params=init.params, final_params=final.params,
         rewind_params=None if rewind is None else rewind.params,
         rewind_step=k)
-    if params_from is not None:
-      params = sparsity.apply_mask(params_from, mask)
     source = {"init": init, "rewind": rewind or init, "lr_rewind": final,
               "finetune": final}[mode]
     if mode == "finetune":
@@ -216,6 +221,9 @@ class _Driver:
     opt_state = lottery.reset_opt_state(
         mode, mask=mask,
         rewind_opt_state=None if rewind is None else rewind.opt_state)
+    if params_from is not None:  # a fresh network
+      params = sparsity.apply_mask(params_from, mask)
+      source, opt_state = init, None
     if opt_state is None:
       opt_state = tx.init(params)
     return train.TrainState(step=jnp.asarray(t0, jnp.int32), params=params,

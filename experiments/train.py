@@ -681,6 +681,7 @@ def train_and_evaluate(config, workdir: str) -> dict:
   Slimming driver with scratch baselines (`experiments.filterprune_run`),
   `fbs` the FBS driver (`experiments.fbs`: MACs fraction, init_from).
   """
+  config_check.method_section(config)  # two sections: one-line error
   if "lottery" in config:
     from experiments import lottery_run  # pylint: disable=g-import-not-at-top
     return lottery_run.run(config, workdir)

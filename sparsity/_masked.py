@@ -28,16 +28,32 @@ def _zero_pruned(leaf: Any, mask_leaf: Any) -> Any:
   return jnp.where(mask_leaf, leaf, jnp.zeros((), dtype=jnp.result_type(leaf)))
 
 
-def _zero_pruned_state(inner, state, mask, updates):
-  """Zeroes pruned positions in every parameter-shaped tree of ``state``."""
+def _init_runs_on_placeholder(inner: optax.GradientTransformation) -> bool:
+  """Whether ``inner.init`` runs on optax's params placeholder.
+
+  ``optax.tree_utils.tree_map_params`` finds the parameter-shaped parts of a
+  state by calling ``inner.init`` on a placeholder with no leaves. An init
+  that reads a leaf (``optax.lbfgs`` indexes the first leaf) cannot run on
+  it; that is the one case probed here, once, when :func:`masked` is built,
+  and only the errors of reading a missing leaf count. Every other error,
+  and every error of the masking itself, propagates.
+  """
+  # pylint: disable-next=protected-access
+  placeholder = optax.tree_utils._state_utils._ParamsPlaceholder()
   try:
-    return optax.tree_utils.tree_map_params(
-        inner, _zero_pruned, state, mask, is_leaf=_is_state_leaf)
-  except Exception:  # pylint: disable=broad-except
-    # An init that cannot run on optax's placeholder (e.g. optax.lbfgs reads
-    # a leaf's dtype): fall back to the subtrees shaped like the params.
-    del updates  # unused
+    jax.eval_shape(inner.init, placeholder)
+  except (IndexError, AttributeError, TypeError, KeyError):
+    return False
+  return True
+
+
+def _zero_pruned_state(state, mask, inner=None):
+  """Zeroes pruned positions in every parameter-shaped tree of ``state``:
+  located through ``inner``'s init when given, else by structure."""
+  if inner is None:
     return mask_opt_state(state, mask)
+  return optax.tree_utils.tree_map_params(
+      inner, _zero_pruned, state, mask, is_leaf=_is_state_leaf)
 
 
 def mask_opt_state(opt_state: Any, mask: Any) -> Any:
@@ -138,6 +154,7 @@ def masked(inner: optax.GradientTransformation
     every step).
   """
   inner = optax.with_extra_args_support(inner)
+  locate = inner if _init_runs_on_placeholder(inner) else None
 
   def init_fn(params):
     return MaskedState(inner_state=inner.init(params))
@@ -147,7 +164,7 @@ def masked(inner: optax.GradientTransformation
     updates, inner_state = inner.update(updates, state.inner_state, params,
                                         **extra_args)
     updates = _masks.apply_mask(updates, mask)
-    inner_state = _zero_pruned_state(inner, inner_state, mask, updates)
+    inner_state = _zero_pruned_state(inner_state, mask, locate)
     return updates, MaskedState(inner_state=inner_state)
 
   return optax.GradientTransformationExtraArgs(init_fn, update_fn)
