@@ -6,13 +6,31 @@ with a `filterprune` section. Every stage is a checkpointed phase
 phase it was in:
 
     WORKDIR/train/       steps 0 .. T = num_steps
-                         fpgm: the filter masks are recomputed from the
-                         current weights at step 0 and after every
-                         `prune_every` steps (default one epoch) and at T
-                         (`sparsity.fpgm_filter_masks`); between events the
-                         masked optimizer holds the pruned filters (kernel,
-                         BatchNorm scale and shift, moments) at exactly 0;
-                         the mask of step T is the hard result.
+                         fpgm: soft filter pruning (He et al. 2018 SFP;
+                         He et al. 2019 FPGM, Algorithm 1): after every
+                         `prune_every` steps (default one epoch) the
+                         selection is recomputed from the current weights
+                         (`sparsity.fpgm_filter_masks`); the selected
+                         filters' kernels (and conv biases) are zeroed,
+                         with their optimizer moments, and then trained
+                         like every other weight until the next selection;
+                         their BatchNorm scale and shift are never masked
+                         (the released code's `layer_inter 3` skips them),
+                         so a filter that the next selection does not
+                         choose again has grown back.
+                         `soft_variant="released_cifar"` is the released
+                         CIFAR script instead (`pruning_cifar10.py`): a
+                         first selection before training (step 0), and the
+                         selected kernels get no gradient until the next
+                         selection (`do_grad_mask`: held at 0).
+                         At T the last selection is removed hard: kernel,
+                         bias and BatchNorm scale/shift, together with any
+                         filter whose kernel is all 0 (a filter counts as
+                         kept only if it is alive).
+                         `train/events.jsonl` (and summary.json
+                         "filterprune") records each selection: step,
+                         selected, newly_selected, revived (zeroed at the
+                         previous selection, not selected at this one).
                          slimming: training with `l1 * sign(gamma)` added to
                          every BatchNorm scale's gradient
                          (`sparsity.bn_scale_l1`).
@@ -35,10 +53,18 @@ phase it was in:
                          "slimming" (accuracy before pruning and before
                          fine-tuning).
 
-A masked filter is the removed filter: its output channel is exactly 0
-after its BatchNorm (scale and shift masked too), so the masked network
-computes what the physically smaller one computes; MACs are counted for
-the smaller one (`experiments.structured.structured_macs`).
+A hard-masked filter (FPGM's final selection, slimming's pruned channels)
+is the removed filter: its output channel is exactly 0 after its BatchNorm
+(scale and shift masked too), so the masked network computes what the
+physically smaller one computes; MACs are counted for the smaller one
+(`experiments.structured.structured_macs`).
+
+Convention (documented departure from the released FPGM code): between
+selections the released script zeroes the selected filters' gradients but
+keeps PyTorch SGD's momentum buffers, so a selected filter drifts away
+from 0 within the epoch by its stale momentum; here `sparsity.masked` also
+zeroes the moments, so a selected filter is exactly 0 until it is released,
+and starts its regrowth with fresh moments.
 """
 from __future__ import annotations
 
@@ -50,6 +76,7 @@ import optax
 
 from experiments import config_check
 from experiments import data as data_lib
+from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
 from experiments import scratch
@@ -83,13 +110,19 @@ class _Driver:
     self.tx = self._tx(config, l1=self._l1())
     tx, pruned, groups = self.tx, self.pruned, self.groups
 
+    def full_mask(params):
+      """The run's fixed mask structure, everything kept: kernels, conv
+      biases and the following BatchNorm scale/shift of pruned layers."""
+      keep = {n: np.ones((_kernel(params, n).shape[-1],), bool)
+              for n in pruned}
+      return sparsity.expand_filter_masks(params, keep, groups,
+                                          sparsity.create_mask(params))
+
     def init_state(rng) -> train.TrainState:
       s = base.init_state(rng)
-      keep = {n: np.ones((_kernel(s.params, n).shape[-1],), bool)
-              for n in pruned}
-      mask = sparsity.expand_filter_masks(s.params, keep, groups,
-                                          sparsity.create_mask(s.params))
-      return s.replace(opt_state=tx.init(s.params), mask=mask)
+      return s.replace(opt_state=tx.init(s.params), mask=full_mask(s.params))
+
+    self.full_mask = full_mask
 
     self.engine = train.Engine(
         config, train.Run(base.dataset, base.model, self.tx, init_state))
@@ -128,21 +161,27 @@ class _Driver:
     with jax.set_mesh(self.engine.mesh):
       return self.engine.evaluate(state.params, state.batch_stats, "test")
 
-  def with_filters(self, state, keep: dict, opt_state=None):
-    """`state` with filter masks `keep` (the whole mask is rebuilt, so a
-    filter pruned before and kept now is alive again: soft pruning)."""
+  def with_filters(self, state, keep: dict, opt_state=None, soft=False):
+    """`state` with filter masks `keep`. The whole mask is rebuilt from the
+    all-kept mask, so a filter masked before and kept now is unmasked.
+    `soft`: only the kernels (and conv biases) of dropped filters are
+    masked, their BatchNorm scale and shift stay trainable, so the filter
+    can regrow once released (SFP / FPGM); otherwise the BatchNorm scale
+    and shift are masked too (the filter is removed)."""
     params = jax.device_get(state.params)
     mask = sparsity.expand_filter_masks(
-        params, keep, self.groups, sparsity.create_mask(params))
+        params, keep, {} if soft else self.groups, self.full_mask(params))
     params = sparsity.apply_mask(params, mask)
     opt = jax.device_get(state.opt_state) if opt_state is None else opt_state
     opt = sparsity.mask_opt_state(opt, mask)
     return state.replace(params=params, mask=mask, opt_state=opt)
 
   def kept_filters(self, state) -> dict:
-    alive = sparsity.filters_of(jax.device_get(state.mask),
-                                jax.device_get(state.params))
-    return {n: np.asarray(alive[n]) for n in self.pruned}
+    """Filters that are unmasked and alive (some kernel weight non-zero)."""
+    params = jax.device_get(state.params)
+    unmasked = sparsity.filters_of(jax.device_get(state.mask), params)
+    return {n: np.asarray(unmasked[n]) & _alive(_kernel(params, n))
+            for n in self.pruned}
 
   # -- FPGM -------------------------------------------------------------------
   def fpgm_rates(self) -> dict:
@@ -156,12 +195,52 @@ class _Driver:
       rates[n] = r
     return rates
 
-  def fpgm_event(self, state, _arg):
+  def fpgm_event(self, state, final: bool):
+    """One selection: soft before T (kernels and their moments zeroed,
+    BatchNorm free; the kernels stay masked until the next selection only
+    with `soft_variant="released_cifar"`), hard at T (`final`), where an all-zero filter is
+    removed as well."""
     params = jax.device_get(state.params)
+    kernels = {n: _kernel(params, n) for n in self.pruned}
     keep = sparsity.fpgm_filter_masks(
-        {n: _kernel(params, n) for n in self.pruned}, self.fpgm_rates(),
-        float(self.fp.rate_norm), self.fp.criterion)
-    return self.engine.place(self.with_filters(state, keep))
+        kernels, self.fpgm_rates(), float(self.fp.rate_norm),
+        self.fp.criterion)
+    self.log_selection(int(state.step), keep, final)
+    if final:
+      keep = {n: np.asarray(keep[n]) & _alive(kernels[n]) for n in keep}
+      return self.engine.place(self.with_filters(state, keep))
+    state = self.with_filters(state, keep, soft=True)
+    if not self.released_cifar():
+      state = state.replace(mask=self.full_mask(params))
+    return self.engine.place(state)
+
+  def log_selection(self, step: int, keep: dict, final: bool) -> None:
+    """One line of train/events.jsonl: which filters the selection zeroes,
+    how many of them the previous selection did not (newly selected), and
+    how many that the previous selection zeroed it leaves free (revived)."""
+    if not self.is_main:
+      return
+    path = self.events_path()
+    earlier = [e for e in metrics_lib.read_events(path) if e["step"] < step]
+    prev = earlier[-1]["layers"] if earlier else {}
+    row = {"step": step, "final": final, "selected": 0, "newly_selected": 0,
+           "revived": 0, "layers": {}}
+    for n in self.pruned:
+      sel = np.flatnonzero(~np.asarray(keep[n])).tolist()
+      was = set(prev[n]["zeroed"]) if n in prev else set()
+      counts = {"selected": len(sel),
+                "newly_selected": len(set(sel) - was),
+                "revived": len(was - set(sel))}
+      row["layers"][n] = {"zeroed": sel, **counts}
+      for k, v in counts.items():
+        row[k] += v
+    metrics_lib.write_event(path, row)
+
+  def events_path(self) -> str:
+    return os.path.join(self.workdir, "train", "events.jsonl")
+
+  def released_cifar(self) -> bool:
+    return self.fp.get("soft_variant", "paper") == "released_cifar"
 
   def prune_every(self) -> int:
     return int(self.fp.prune_every) or self.steps_per_epoch
@@ -181,8 +260,9 @@ class _Driver:
     extra: dict = {}
     if fp.method == "fpgm":
       every = self.prune_every()
-      events = {s: None for s in range(0, t, every)}
-      events[t] = None
+      first = 0 if self.released_cifar() else every
+      events = {s: False for s in range(first, t, every)}
+      events[t] = True
       state = self.phase("train", lambda: self.engine.init(
           jax.random.PRNGKey(self.config.seed)), t,
                          f"FPGM ({fp.criterion}): soft pruning every "
@@ -231,7 +311,14 @@ class _Driver:
       summary["structured"].update(criterion=fp.criterion,
                                    rates=self.fpgm_rates(),
                                    rate_norm=float(fp.rate_norm),
-                                   prune_every=self.prune_every())
+                                   prune_every=self.prune_every(),
+                                   soft_variant=fp.get("soft_variant",
+                                                       "paper"))
+      events = metrics_lib.read_events(self.events_path())
+      summary["filterprune"] = [
+          {k: e[k] for k in ("step", "selected", "newly_selected", "revived")}
+          for e in events]
+      summary["final"]["revived_filters"] = sum(e["revived"] for e in events)
     summary.update(extra)
     if fp.scratch:
       summary["baselines"] = scratch.run_baselines(
@@ -251,6 +338,12 @@ def load_state(config, workdir: str, phase: str = "train"):
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/{phase}")
   return restored[0]
+
+
+def _alive(kernel) -> np.ndarray:
+  """(C_out,) bool: the filter has a non-zero kernel weight."""
+  k = np.asarray(kernel)
+  return np.any(k.reshape(-1, k.shape[-1]) != 0, axis=0)
 
 
 def _kernel(params, name: str):

@@ -198,19 +198,10 @@ def make_event_fn(config, setup: _Setup, target: float, workdir: str):
   def log(step: int, mask, params, what: str) -> None:
     if jax.process_index() != 0:
       return
-    row = {"step": step, "event": what,
-           **kernel_counts(mask, params, setup.removable)}
-    path = os.path.join(workdir, "events.jsonl")
-    lines = []
-    if os.path.exists(path):  # an event re-run after a resume replaces
-      with open(path) as f:   # its line (and any later one)
-        lines = [l for l in f if l.strip()
-                 and json.loads(l)["step"] < step]
-    lines.append(json.dumps(row) + "\n")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-      f.writelines(lines)
-    os.replace(tmp, path)
+    metrics_lib.write_event(
+        os.path.join(workdir, "events.jsonl"),
+        {"step": step, "event": what,
+         **kernel_counts(mask, params, setup.removable)})
 
   def event_fn(state, ev):
     step = int(state.step)

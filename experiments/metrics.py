@@ -67,6 +67,36 @@ class MetricWriter:
       self._tb.close()
 
 
+def write_event(path: str, row: dict) -> None:
+  """Records one event of a run as a line of a JSON-lines file.
+
+  `row["step"]` addresses the line: an event re-run after a resume replaces
+  its line and drops every later one (written before a kill), so the file
+  always describes the run that the checkpoints hold. Process 0 only;
+  written to a temporary file and renamed.
+  """
+  if jax.process_index() != 0:
+    return
+  step = int(row["step"])
+  lines = []
+  if os.path.exists(path):
+    with open(path) as f:
+      lines = [l for l in f if l.strip() and json.loads(l)["step"] < step]
+  lines.append(json.dumps(row) + "\n")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.writelines(lines)
+  os.replace(tmp, path)
+
+
+def read_events(path: str) -> list[dict]:
+  """The rows of a JSON-lines event file (`write_event`), [] if absent."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(l) for l in f if l.strip()]
+
+
 def _scalar(v):
   try:
     return float(v)

@@ -257,3 +257,77 @@ def test_bad_slimming_config_names_the_field():
   with pytest.raises(config_check.ConfigError,
                      match="filterprune.prune_fraction"):
     config_check.validate(config)
+
+
+def _train(driver, state, start: int, steps: int):
+  """`steps` jitted training steps of the driver's engine from `start`."""
+  from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
+  engine = driver.engine
+  step_fn = engine.train_step(driver.tx)
+  src = engine.dataset.splits["train"]
+  with jax.set_mesh(engine.mesh):
+    for s in range(start, start + steps):
+      batch = data_lib.train_batch(src, s, batch_size=driver.config.batch_size,
+                                   seed=0, process_index=0, process_count=1)
+      state, _ = step_fn(state, train._to_global(batch, engine.data_sharding))  # pylint: disable=protected-access
+  return state
+
+
+def _norms(state, name):
+  k = _leaf(jax.device_get(state.params), name, "kernel")
+  return np.linalg.norm(k.reshape(-1, k.shape[-1]), axis=0)
+
+
+@pytest.mark.parametrize("variant", ["paper", "released_cifar"])
+def test_fpgm_soft_pruning_lets_a_released_filter_regrow(tmp_path, variant):
+  # SFP / FPGM: a selection zeroes the kernels only; BatchNorm is never
+  # masked, so a zeroed filter gets gradient (in the paper's variant at once,
+  # in the released CIFAR script's after the next selection releases it).
+  config = _tiny(fpgm_digits.get_config())
+  config.filterprune.soft_variant = variant
+  os.makedirs(tmp_path / "w" / "train")
+  driver = filterprune_run._Driver(config, str(tmp_path / "w"))  # pylint: disable=protected-access
+  state = driver.engine.init(jax.random.PRNGKey(0))
+  # BatchNorm shifts > 0, as after some training: a zero channel is then
+  # not cut off by ReLU's zero gradient at 0.
+  params = jax.device_get(state.params)
+  for bn in ("BatchNorm_0", "BatchNorm_1"):
+    params[bn]["bias"] = np.full_like(params[bn]["bias"], 0.1)
+  state = driver.engine.place(state.replace(params=params))
+  state = driver.fpgm_event(state, False)
+  zeroed = _norms(state, "Conv_0") == 0
+  assert zeroed.sum() == 3  # floor(8 * .4)
+  bn = jax.device_get(state.params)["BatchNorm_0"]
+  assert np.all(bn["bias"][zeroed] == 0.1)  # BatchNorm is not masked
+  state = _train(driver, state, 0, 10)
+  if variant == "paper":   # zeroed filters train until the next selection
+    assert np.all(_norms(state, "Conv_0")[zeroed] > 0)
+  else:                    # held at exactly 0 (do_grad_mask)
+    assert np.all(_norms(state, "Conv_0")[zeroed] == 0)
+  # The next selection zeroes another set: force one filter of the first
+  # set to be released by selecting with a rate that zeroes nothing.
+  keep = {n: np.ones_like(np.asarray(driver.kept_filters(state)[n]))
+          for n in driver.pruned}
+  state = driver.engine.place(driver.with_filters(state, keep, soft=True)
+                              .replace(mask=driver.full_mask(
+                                  jax.device_get(state.params))))
+  state = _train(driver, state, 10, 10)
+  assert np.all(_norms(state, "Conv_0")[zeroed] > 0)  # regrown
+
+
+def test_fpgm_run_records_selections_and_revivals(tmp_path):
+  config = fpgm_digits.get_config()
+  config.num_steps = 95  # 5 selections, one an epoch of 19 steps
+  config.lr_decay_steps = (95,)
+  config.log_every = config.eval_every = config.checkpoint_every = 95
+  config.filterprune.scratch = False
+  summary = train.train_and_evaluate(config, str(tmp_path / "fpgm"))
+  events = summary["filterprune"]
+  assert [e["step"] for e in events] == [19, 38, 57, 76, 95]
+  assert all(e["selected"] == 74 for e in events)  # floor(.4 C) per layer
+  assert events[0]["newly_selected"] == 74 and events[0]["revived"] == 0
+  for a, b in zip(events, events[1:]):
+    assert b["revived"] == b["newly_selected"]  # same count each time
+  assert sum(e["revived"] for e in events) >= 1
+  assert summary["final"]["revived_filters"] == sum(
+      e["revived"] for e in events)

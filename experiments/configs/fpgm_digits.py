@@ -10,12 +10,24 @@ Controls: `--config.filterprune.criterion=l2` (soft filter pruning by the
 smallest L2 norm at the same rates, hence the same MACs), unpruned twin
 `--config.filterprune.rate=0.0 --config.filterprune.scratch=False`.
 
+FPGM against the norm criterion at two rates, 3 seeds (`get_sweep`; the
+scratch baselines off, about 4 min a run on 2 cores):
+
+  python -m launch.sweep --config=experiments/configs/fpgm_digits.py \
+      --workdir=/tmp/fpgm_sweep --parallel=1
+
 Model: VGG with cfg (32, 32, M, 64, 64), 3x3 conv-BN-ReLU, global average
 pool, dense (`vgg11` with `model_kwargs.cfg`). FPGM: rate_dist 0.4 on every
 conv, rate_norm 1 (no norm step) [C pruning_cifar10.py defaults for the
-ImageNet runs; METHODS.md 8], the masks recomputed from the weights at
-step 0 and after every epoch (19 steps of batch 64 on the training split)
-and at the end, the pruned filters' gradients masked in between. SGD
+ImageNet runs; METHODS.md 8], soft pruning as in the paper's Algorithm
+1: after every epoch (19 steps of batch 64 on the training split) the
+selected filters' kernels are zeroed (BatchNorm never masked) and train on
+until the next selection, so a filter may regrow; the last selection, at
+the end, is removed for good (`summary.json["filterprune"]` lists every
+selection with its newly selected and revived filters).
+`--config.filterprune.soft_variant=released_cifar` is the released CIFAR
+script instead (a selection before training too, and the selected kernels'
+gradients zeroed until the next selection). SGD
 momentum 0.9, lr 0.05 x 0.2 at 50% / 75% / 90% of training (the shape of
 the released 0.1 x 0.2 at 60/120/160 of 200 epochs, our scaling), weight
 decay 5e-4, 100 epochs (2,000 steps).
@@ -70,6 +82,11 @@ def filterprune_section(**overrides) -> ml_collections.ConfigDict:
   fp.rate_norm = 1.0            # kept by the norm step (1 = no norm step)
   fp.criterion = "geometric_median"  # geometric_median | l2 | l1
   fp.prune_every = 0            # steps between re-selections; 0 = 1 epoch
+  fp.soft_variant = "paper"     # paper: FPGM Algorithm 1 (train, then
+                                # zero; zeroed filters train and may regrow)
+                                # released_cifar: pruning_cifar10.py (also a
+                                # selection at step 0; zeroed kernels get no
+                                # gradient until the next selection)
   # Network Slimming
   fp.l1 = 1e-4                  # s: L1 strength on BatchNorm scales
   fp.prune_fraction = 0.5       # global fraction of BN channels pruned
@@ -88,3 +105,16 @@ def get_config() -> ml_collections.ConfigDict:
   digits_vgg(config)
   config.filterprune = filterprune_section(method="fpgm", rate=0.4)
   return config
+
+
+def get_sweep() -> dict:
+  """FPGM vs the L2-norm control at rates 0.4 and 0.7, 3 seeds, without the
+  scratch baselines (see experiments/sweep.py for the format)."""
+  return {
+      "seeds": [0, 1, 2],
+      "grids": [
+          {"filterprune.criterion": ["geometric_median", "l2"],
+           "filterprune.rate": [0.4, 0.7],
+           "filterprune.scratch": [False]},
+      ],
+  }
