@@ -151,8 +151,12 @@ def scale_by_glorot(H: float | None = None,  # pylint: disable=invalid-name
      \\mathrm{fan\\_out})}
 
   (see :func:`glorot_lr_scale` for the fans of a conv kernel). If ``H`` is
-  given, every kernel uses ``H_W = H`` instead (the official code's
-  ``W_LR_scale = 1/H`` when the binary magnitude is a fixed ``H``). Other
+  given, every kernel uses ``H_W = H`` instead, a scale of ``1/H``: this is
+  the project's option, not the official code's. There ``W_LR_scale`` is
+  either ``"Glorot"`` (the scale above, whatever ``H`` is; with ``H =
+  "Glorot"`` it is exactly ``1/H``) or a literal number (the scripts'
+  commented alternative is ``W_LR_scale = 1.``), which equals ``1/H`` only
+  for the scripts' fixed ``H = 1.``. Other
   leaves (biases, BatchNorm) pass unchanged. Chain it *after* the
   optimizer, as the official code scales the Adam update, and before
   :func:`clip_params`.

@@ -224,7 +224,10 @@ def magnitude_aware_sign(w: jax.Array) -> jax.Array:
   gradient is ``g * alpha * 1{|w| <= 1}``. (Bi-Real's ``d|w|/dw`` path
   through ``alpha`` is dropped, as larq does.) The mean runs over all axes
   but the last: ``(in, out)`` Dense and ``(kh, kw, in, out)`` Conv kernels
-  get one ``alpha`` per output channel; a 1-D ``w`` gets one ``alpha``.
+  get one ``alpha`` per output channel; a 1-D ``w`` gets one ``alpha``
+  (larq's ``MagnitudeAwareSign`` reduces over ``range(ndim - 1)``, nothing
+  for a 1-D input, whose scale is then ``|w|`` itself; kernels match, see
+  ``tests/reference/test_ref_larq.py``).
 
   Args:
     w: a kernel, output channels last.

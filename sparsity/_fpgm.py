@@ -26,6 +26,14 @@ hard result.  ``criterion="l2"`` / ``"l1"`` replaces step 2 by the
 smallest norms (soft filter pruning, He et al. IJCAI 2018: the norm-based
 control at equal FLOPs).  Ties are broken by the lower filter index
 (stable sorts).  At least one filter per layer is always kept.
+
+Departures from the released code (pinned by
+``tests/reference/test_ref_fpgm.py``): the counts here are the floors of
+the real products, while the code's ``int(C * rate_dist)`` and
+``int(C * (1 - rate_norm))`` are taken in floating point and can be one
+less (``C = 100, rate_dist = 0.29``: 28 instead of 29; ``C = 10, rate_norm
+= 0.8``: 1 instead of 2 by norm); and the code can prune every filter of a
+layer (when the two counts add up to ``C``), which the guard above prevents.
 """
 from __future__ import annotations
 

@@ -18,9 +18,15 @@ a 2-core CPU (``python -m bench.topk_mask_update``); a full sort takes ~40.
 Counts follow the project's convention (DESIGN.md):
 ``k = round(rate * alive)`` weights are removed per group, with Python's
 ``round`` (halves to even) computed on the host in float64. This differs by
-one from the reference codes: the original LTH code prunes
-``|w| <= sorted[round(p n)]`` (``round(p n) + 1`` weights plus ties), open_lth
-removes ``ceil(p n)``.
+one or two from the reference codes: the original LTH code prunes
+``|w| <= sorted[round(p n)]`` (``round(p n) + 1`` weights plus ties); open_lth
+(``pruning/sparse_global.py``) takes ``threshold = sort(|w|)[ceil(p n)]`` over
+the survivors and prunes every survivor with ``|w| <= threshold``, i.e.
+``ceil(p n) + 1`` weights plus any tied with the threshold (one more than
+ours when ``p n`` is whole or rounds up, two when it rounds down), and its
+``n`` counts the survivors of every prunable tensor, those in
+``pruning_layers_to_ignore`` included. open_lth has no layer-wise strategy.
+Pinned by ``tests/reference/test_ref_open_lth.py``.
 """
 
 from collections.abc import Callable, Mapping

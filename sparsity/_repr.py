@@ -127,6 +127,13 @@ def repr_select(scores: Mapping[str, Any], fraction: float, *,
   global list continues). With ``random=True`` the ``k`` filters are drawn
   uniformly at random (with ``key``) instead: the random-drop ablation.
 
+  The re-implementations count differently (pinned by
+  ``tests/reference/test_ref_repr.py``): siahuat0727/RePr drops the scores
+  above ``np.percentile(scores, 100 (1 - p))``, ``ceil((n - 1) p)`` of
+  distinct scores (n = 10, p = 0.25: 3, here 2); SweetWind1996's drops
+  ``n - int(0.8 n)`` (a fixed p = 0.2; n = 96: 20, here 19). The extra
+  filter is the highest-scored one kept here.
+
   Args:
     scores: ``{layer: (C_out,)}`` from :func:`repr_scores`.
     fraction: ``p`` in ``[0, 1)``.

@@ -86,6 +86,11 @@ def slimming_filter_masks(scales: Mapping[str, Any], fraction: float,
   be pruned (the released code has no such guard and would remove a whole
   layer; its "mask implementation" keeps the layer with zero channels).
 
+  The released ``vggprune.py`` / ``resprune.py`` instead take ``thre =
+  sort(|gamma|)[k]`` and keep ``|gamma| > thre``: they prune ``k + 1``
+  channels (these k and the smallest one kept here) plus every channel tied
+  with the threshold (pinned by ``tests/reference/test_ref_slimming.py``).
+
   Args:
     scales: ``{conv layer name: (C,) gamma of the BatchNorm after it}``, in
       layer order.
