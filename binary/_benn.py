@@ -20,8 +20,13 @@ probabilities ``w / sum(w)`` (:func:`resample_indices`); then with
   1)`;
 * C: same alpha, :math:`w_j \leftarrow 1 - c\,v_j / \sum|v|` with
   :math:`v_j = (1 - w_j) e^{-\alpha s_j}`;
-* D (SAMME): :math:`\alpha = \nu(\ln\frac{1-\epsilon}{\epsilon} +
-  \ln(K-1))`, :math:`w_j \leftarrow w_j e^{\alpha s_j}` (then / sum)
+* D (the BENN code's ``boostD``): :math:`\alpha = \nu(\ln\frac{1-
+  \epsilon}{\epsilon} + \ln(K-1))`, :math:`w_j \leftarrow w_j e^{\alpha
+  s_j}` (then / sum). The alpha has SAMME's form (with shrinkage), but the
+  update is not SAMME's: with :math:`s_j = \pm 1` a missed example gains
+  the factor :math:`e^{2\alpha}` over a hit one, where SAMME's
+  :math:`w_j e^{\alpha\,\mathrm{miss}_j}` gives :math:`e^{\alpha}`. We
+  follow the code (``tests/reference/test_ref_benn.py`` pins it).
 
 (``nu`` the shrinkage, 0.1 in the code; ``K`` the number of classes; ``c``
 = 5000 for CIFAR-10's N = 50000 in the code, N / 10 by default here).
@@ -42,7 +47,8 @@ References:
   Zhu, Dong & Su, "Binary Ensemble Neural Network: More Bits per Network or
   More Networks per Bit?", CVPR 2019 (code ``XinDongol/BENN-PyTorch``,
   ``cifar/{AB,SB}/{bagging,boosting}``).
-  Hastie, Rosset, Zhu & Zou, "Multi-class AdaBoost" (SAMME), 2009.
+  Hastie, Rosset, Zhu & Zou, "Multi-class AdaBoost" (SAMME), 2009: the
+  form of variant D's alpha (its weight update differs, see above).
 """
 from __future__ import annotations
 
@@ -110,9 +116,10 @@ def boost_weights(weights, miss, variant: str, *, num_classes: int,
   Args:
     weights: (N,) example weights before the round.
     miss: (N,) 1 where the new member misclassifies the example, else 0.
-    variant: ``"a"``, ``"b"``, ``"c"`` or ``"d"`` (SAMME).
-    num_classes: K of SAMME's ``ln(K - 1)``.
-    shrinkage: SAMME's learning rate (0.1 in the code).
+    variant: ``"a"``, ``"b"``, ``"c"`` or ``"d"`` (the BENN code's
+      ``boostD``: SAMME's alpha, weights ``w e^{alpha s}``).
+    num_classes: K of variant D's ``ln(K - 1)``.
+    shrinkage: variant D's factor on alpha (0.1 in the code).
     c_scale: variant C's constant (default N / 10: 5000 for N = 50000).
 
   Returns:

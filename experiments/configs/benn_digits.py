@@ -25,7 +25,7 @@ hard / soft vote):
   bagging (5 members trained together by vmap; 46 s CPU):
     k=1 0.925 | k=2 0.956 / 0.978 | k=3 0.967 / 0.986 | k=4 0.975 / 0.992
     | k=5 0.981 / 0.992
-  boost_d (SAMME, members one after another; 2 min CPU):
+  boost_d (the BENN code's boostD, members one after another; 2 min CPU):
     k=1 0.906 | k=2 0.961 / 0.969 | k=3 0.972 / 0.978 | k=4 0.975 / 0.986
     | k=5 0.986 / 0.994
 
@@ -71,7 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.benn.ensemble = "bagging"    # bagging | boost_a .. boost_d
   config.benn.mode = "independent"    # independent | sequential (warm start)
   config.benn.parallel = "vmap"       # vmap (stacked members) | loop
-  config.benn.shrinkage = 0.1         # SAMME's (boost_d)
+  config.benn.shrinkage = 0.1         # boost_d's factor on alpha
   config.benn.c_scale = 0.0           # boost_c's constant; 0 = N / 10
   config.benn.soft_vote = "scores"    # scores (official) | probabilities
   return config

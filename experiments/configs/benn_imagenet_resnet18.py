@@ -16,7 +16,7 @@ with >= 3 devices, independent bagging places one member per device
 (`jax.shard_map`).  Adam 1e-3 with weight decay 1e-5, batch 256, LR x0.1
 every 30 epochs, 90 epochs per member (the README gives no per-member
 schedule; these are the usual XNOR-Net ResNet-18 values: adjust).
-SAMME's ln(K - 1) uses K = 1000.
+boost_d's ln(K - 1) uses K = 1000.
 
 Expected (README, top-1 %): single BNN 48.87 -> BENN-3 bagging 54.34,
 boosting 55.83.
