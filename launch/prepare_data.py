@@ -32,7 +32,7 @@ _DATA_DIR = flags.DEFINE_string(
 
 _PREPARABLE = ('mnist', 'fashion_mnist', 'cifar10', 'cifar100',
                'oxford_iiit_pet')
-_BUILT_IN = ('digits', 'synthetic', 'shapes')
+_BUILT_IN = ('digits', 'mnist5k', 'synthetic', 'shapes')
 
 
 def _fail(message: str) -> int:

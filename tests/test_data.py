@@ -54,9 +54,9 @@ def _identity_transform(record):
 
 def test_unknown_dataset_lists_the_choices():
   with pytest.raises(ValueError, match=r"unknown dataset 'nope'; choose one "
-                     r'of: digits, synthetic, mnist'):
+                     r'of: digits, mnist5k, synthetic, mnist,'):
     data.get_dataset('nope')
-  assert set(data.DATASETS) == {'digits', 'synthetic', 'mnist',
+  assert set(data.DATASETS) == {'digits', 'mnist5k', 'synthetic', 'mnist',
                                 'fashion_mnist', 'cifar10', 'cifar100',
                                 'shapes', 'oxford_iiit_pet'}
 

