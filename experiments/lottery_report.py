@@ -2,9 +2,10 @@
 
 `format_table(summary)` is the table printed at the end of a run and saved
 as `lottery.md`; `plot(summaries, path)` draws test accuracy against the
-remaining weights (log x axis) for tickets and controls, mean and spread
-over seeds (over the controls' seeds within a run, and over runs when
-several summaries of different seeds are given).
+remaining weights (log x axis) for tickets and controls, the mean and its
+95 % Student t interval over seeds (over the controls' seeds within a run,
+and over runs when several summaries of different seeds are given).
+Every mean, sample std and interval comes from `experiments.stats`.
 """
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from experiments import stats
+
 
 def sample_std(values) -> float:
   """The sample standard deviation (ddof = 1), the one convention of every
   table here and of the sweep; 0.0 for a single value (the tables give n)."""
-  v = np.asarray(values, np.float64)
-  return float(v.std(ddof=1)) if v.size > 1 else 0.0
+  return stats.summarize(values)["std"]
 
 
 def mean_over_seeds(runs: Sequence[dict]) -> dict:
@@ -26,15 +28,18 @@ def mean_over_seeds(runs: Sequence[dict]) -> dict:
 
   Means of the accuracies, the remaining fraction and the early-stop step
   (rounded), the sample standard deviation of the test accuracy (ddof = 1,
-  0 for one seed) and the list of seeds.
+  0 for one seed), its 95 % Student t interval `test_accuracy_ci95`
+  ([lo, hi]; None for one seed) and the list of seeds.
   """
-  acc = np.asarray([r["test_accuracy"] for r in runs], np.float64)
+  acc = stats.summarize([r["test_accuracy"] for r in runs])
   return {
       "level": int(runs[0]["level"]),
       "remaining_fraction": float(np.mean([r["remaining_fraction"]
                                            for r in runs])),
-      "test_accuracy": float(acc.mean()),
-      "test_accuracy_std": sample_std(acc),
+      "test_accuracy": acc["mean"],
+      "test_accuracy_std": acc["std"],
+      "test_accuracy_ci95": (None if acc["ci95"] is None
+                             else list(acc["ci95"])),
       "early_stop_step": int(round(float(np.mean(
           [r["early_stop_step"] for r in runs])))),
       "early_stop_test_accuracy": float(np.mean(
@@ -42,6 +47,17 @@ def mean_over_seeds(runs: Sequence[dict]) -> dict:
       "train_accuracy": float(np.mean([r["train_accuracy"] for r in runs])),
       "seeds": [int(r.get("seed", i)) for i, r in enumerate(runs)],
   }
+
+
+def _control_summary(row: dict) -> dict:
+  """A control row as `stats.summarize` gives it; rows written before the
+  interval was stored get it from their mean, std and number of seeds."""
+  n = len(row["seeds"])
+  ci = row.get("test_accuracy_ci95", stats.t_interval(
+      row["test_accuracy"], row["test_accuracy_std"], n))
+  return {"n": n, "mean": row["test_accuracy"],
+          "std": row["test_accuracy_std"],
+          "ci95": None if ci is None else tuple(ci)}
 
 
 def _pct(x: float) -> str:
@@ -56,7 +72,8 @@ def format_table(summary: dict, markdown: bool = False) -> str:
   has_inst = any("instability" in r for r in summary["levels"])
   head = ["level", "remaining %", "test acc", "early-stop step",
           "early-stop acc", "train acc"]
-  head += [f"{name} acc (mean ± sample std, n)" for name in controls]
+  head += [f"{name} acc (mean ± sample std [95% CI], n)"
+           for name in controls]
   if has_inst:
     head.append("instability")
   rows = []
@@ -68,8 +85,7 @@ def format_table(summary: dict, markdown: bool = False) -> str:
     for name in controls:
       c = by_level[name].get(r["level"])
       row.append("-" if c is None else
-                 f"{c['test_accuracy']:.4f} ± {c['test_accuracy_std']:.4f}"
-                 f" ({len(c['seeds'])})")
+                 stats.format_mean_std_ci(_control_summary(c)))
     if has_inst:
       row.append(f"{r['instability']:.4f}" if "instability" in r else "-")
     rows.append(row)
@@ -91,7 +107,13 @@ def format_table(summary: dict, markdown: bool = False) -> str:
 
 
 def _series(summaries: Sequence[dict], rows_of) -> tuple:
-  """x, mean, lo, hi over runs of rows keyed by level."""
+  """x, mean, lo, hi over runs of rows keyed by level: the mean and its 95 %
+  t interval over seeds (lo = hi = mean where there is no interval).
+
+  One run: a control row's interval over its own seeds; a ticket (one
+  seed) has none. Several runs: the interval over the runs' values (for
+  controls, each run's mean over its seeds; the runs are the independent
+  draws)."""
   per_level: dict[int, list] = {}
   for s in summaries:
     for r in rows_of(s):
@@ -99,27 +121,23 @@ def _series(summaries: Sequence[dict], rows_of) -> tuple:
   levels = sorted(per_level)
   x = np.asarray([np.mean([r["remaining_fraction"] for r in per_level[lv]])
                   for lv in levels])
-  mean, spread = [], []
+  mean, lo, hi = [], [], []
   for lv in levels:
     rs = per_level[lv]
-    acc = np.asarray([r["test_accuracy"] for r in rs])
     if len(rs) == 1 and "test_accuracy_std" in rs[0]:
-      std = rs[0]["test_accuracy_std"]  # the controls' own seeds
-    elif len(rs) > 1 and "test_accuracy_std" in rs[0]:
-      # pooled: spread within runs and between runs
-      std = float(np.sqrt(np.mean([r["test_accuracy_std"] ** 2 for r in rs])
-                          + sample_std(acc) ** 2))
+      summary = _control_summary(rs[0])  # the controls' own seeds
     else:
-      std = sample_std(acc)
-    mean.append(float(acc.mean()))
-    spread.append(std)
-  mean, spread = np.asarray(mean), np.asarray(spread)
-  return x, mean, mean - spread, mean + spread
+      summary = stats.summarize([r["test_accuracy"] for r in rs])
+    ci = summary["ci95"] or (summary["mean"], summary["mean"])
+    mean.append(summary["mean"])
+    lo.append(ci[0])
+    hi.append(ci[1])
+  return x, np.asarray(mean), np.asarray(lo), np.asarray(hi)
 
 
 def plot(summaries: Sequence[dict], path: str) -> str:
   """Test accuracy against remaining weights (%, log x): tickets and
-  controls, mean line and a band of one sample standard deviation."""
+  controls, mean line and a band of its 95 % t interval over seeds."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.ticker  # pylint: disable=g-import-not-at-top
@@ -149,7 +167,8 @@ def plot(summaries: Sequence[dict], path: str) -> str:
   ax.set_ylabel("test accuracy")
   s0 = summaries[0]
   ax.set_title(f"{s0['model']} on {s0['dataset']} (reset "
-               f"{s0.get('reset', '?')}, {len(summaries)} run(s))")
+               f"{s0.get('reset', '?')}, {len(summaries)} run(s)); "
+               "band: 95% CI over seeds", fontsize=9)
   ax.grid(True, which="both", alpha=0.3)
   ax.legend()
   fig.tight_layout()

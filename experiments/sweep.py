@@ -29,9 +29,12 @@ or the model/optimizer builder refuses raise `SweepError` naming the grid
 entry. `DIR/sweep.json` records the expanded grid; a DIR holding another
 grid's sweep is refused.
 
-Outputs in DIR: `sweep.json`, `results.csv` (one row per run),
-`results.md` (mean +- std of test accuracy over seeds, a table per
-sub-grid), `results.png`, and per run `logs/<name>.out|.err`.
+Outputs in DIR: `sweep.json`, `results.csv` (one row per run; its last
+columns repeat, on every run of a grid point, the point's test accuracy
+over its seeds: n, mean, sample std, 95 % t interval), `results.md` (mean
+± sample std [95 % CI] of test accuracy over seeds, a table per sub-grid),
+`results.png` (bars with the 95 % CI), and per run `logs/<name>.out|.err`.
+The statistics are `experiments.stats`'.
 """
 from __future__ import annotations
 
@@ -43,7 +46,6 @@ import hashlib
 import importlib.util
 import itertools
 import json
-import math
 import os
 import re
 import subprocess
@@ -52,6 +54,8 @@ import time
 from typing import Any, Callable
 
 import ml_collections
+
+from experiments import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAX_NAME = 120
@@ -542,16 +546,43 @@ def _extras(rows: list) -> list:
                                           for r in rows)]
 
 
-def _mean_std(xs: list) -> tuple[float, float]:
-  m = sum(xs) / len(xs)
-  if len(xs) < 2:
-    return m, 0.0
-  return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+_NO_RUNS = {"n": 0, "mean": float("nan"), "std": float("nan"), "ci95": None}
+
+
+def _summary(xs: list) -> dict:
+  """`stats.summarize(xs)`; n = 0 and NaNs when no run finished."""
+  return stats.summarize(xs) if xs else dict(_NO_RUNS)
+
+
+SEED_COLUMNS = ("test_accuracy_n", "test_accuracy_mean", "test_accuracy_std",
+                "test_accuracy_ci95_lo", "test_accuracy_ci95_hi")
+"""results.csv's last columns: the test accuracy of the run's grid point over
+its finished seeds (the same on every seed's row; std ddof = 1; the 95 %
+Student t interval is blank for fewer than 2 finished seeds)."""
+
+
+def _seed_columns(sweep: Sweep, rows: list) -> list:
+  """Per row, SEED_COLUMNS over the finished rows with the same values of
+  every grid field (the seeds of one grid point)."""
+  key_of = lambda r: json.dumps([r[f] for f in sweep.fields], default=repr)
+  accs = {}
+  for r in rows:
+    accs.setdefault(key_of(r), [])
+    if r["status"] == "ok":
+      accs[key_of(r)].append(r["test_accuracy"])
+  out = []
+  for r in rows:
+    s = _summary(accs[key_of(r)])
+    ci = s["ci95"] or (None, None)
+    out.append(dict(zip(SEED_COLUMNS, (s["n"], *(
+        None if s["n"] == 0 else s[k] for k in ("mean", "std")), *ci))))
+  return out
 
 
 def grouped(sweep: Sweep, rows: list) -> list:
-  """Per sub-grid: (fields, [(values, mean, std, n, runs, extras)]) over
-  seeds (std: the sample std, ddof = 1; extras: {metric: mean over the
+  """Per sub-grid: (fields, [(values, mean, std, n, runs, extras, ci95)])
+  over seeds (`stats.summarize`: std the sample std, ddof = 1; ci95 the 95 %
+  Student t interval, None for n < 2; extras: {metric: mean over the
   finished runs that report it} for EXTRA_METRICS)."""
   by_name = {r["name"]: r for r in rows}
   out = []
@@ -565,27 +596,30 @@ def grouped(sweep: Sweep, rows: list) -> list:
     table = []
     for values, members in groups.values():
       accs = [r["test_accuracy"] for r in members if r["status"] == "ok"]
-      mean, std = _mean_std(accs) if accs else (float("nan"), float("nan"))
+      acc = _summary(accs)
       extras = {}
       for k in EXTRA_METRICS:
         xs = [r[k] for r in members if r["status"] == "ok"
               and r.get(k) is not None]
         if xs:
           extras[k] = sum(xs) / len(xs)
-      table.append((values, mean, std, len(accs), len(members), extras))
+      table.append((values, acc["mean"], acc["std"], acc["n"], len(members),
+                    extras, acc["ci95"]))
     out.append((list(grid), table))
   return out
 
 
 def markdown(sweep: Sweep, rows: list) -> str:
-  """results.md: one table per sub-grid, mean +- std over seeds."""
+  """results.md: one table per sub-grid, mean ± sample std [95% CI] over
+  seeds."""
   short = short_names(sweep.fields)
   ok = sum(r["status"] == "ok" for r in rows)
   failed = sum(r["status"] == "failed" for r in rows)
   lines = [f"# Sweep {os.path.basename(sweep.config_path)}", "",
            f"{len(rows)} runs: {ok} ok, {failed} failed, "
-           f"{len(rows) - ok - failed} not run. Test accuracy, mean ± std "
-           f"over seeds {sweep.seeds} (n = finished runs)."]
+           f"{len(rows) - ok - failed} not run. Test accuracy, mean ± "
+           f"sample std [95% CI, Student t] over seeds {sweep.seeds} "
+           "(n = finished runs; no CI for n = 1)."]
   extra_cols = _extras(rows)
   if extra_cols:
     lines += ["", f"Also the mean over seeds of {', '.join(extra_cols)} "
@@ -600,8 +634,10 @@ def markdown(sweep: Sweep, rows: list) -> str:
     lines += ["", "| " + " | ".join([short[f] for f in fields]
                                     + ["test accuracy", "n", *extra_cols])
               + " |", "|" + "---|" * (len(fields) + 2 + len(extra_cols))]
-    for values, mean, std, n, total, extras in table:
-      acc = f"{mean:.4f} ± {std:.4f}" if n else "-"
+    for values, mean, std, n, total, extras, ci in table:
+      acc = (stats.format_mean_std_ci(
+          {"n": n, "mean": mean, "std": std, "ci95": ci}, with_n=False)
+             if n else "-")
       cnt = f"{n}" if n == total else f"{n} of {total}"
       ext = [f"{extras[k]:.4g}" if k in extras else "" for k in extra_cols]
       lines.append("| " + " | ".join([format_value(v) for v in values]
@@ -610,7 +646,8 @@ def markdown(sweep: Sweep, rows: list) -> str:
 
 
 def plot_results(sweep: Sweep, rows: list, path: str) -> None:
-  """results.png: per sub-grid, bars of mean test accuracy +- std."""
+  """results.png: per sub-grid, bars of mean test accuracy with its 95 % t
+  interval over seeds (no bar for n = 1)."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -619,7 +656,8 @@ def plot_results(sweep: Sweep, rows: list, path: str) -> None:
   width = max(6.0, 0.45 * max(len(t) for _, t in groups) + 2)
   fig, axes = plt.subplots(len(groups), 1, squeeze=False,
                            figsize=(width, 3.2 * len(groups)))
-  lows = [m - sd for _, t in groups for _, m, sd, n, *_ in t if n]
+  lows = [ci[0] if ci else m for _, t in groups
+          for _, m, _, n, _, _, ci in t if n]
   low = max(0.0, min(lows, default=0.0) - 0.05)
   for ax, (fields, table) in zip(axes[:, 0], groups):
     first = lambda v: format_value(v[0]) if v else "base"
@@ -629,12 +667,12 @@ def plot_results(sweep: Sweep, rows: list, path: str) -> None:
     bw = 0.8 / len(rests)
     for j, rest in enumerate(rests):
       xs, ms, ss = [], [], []
-      for values, mean, std, n, *_ in table:
+      for values, mean, _, n, _, _, ci in table:
         if rest_of(values) == rest and n:
           xs.append(firsts.index(first(values)) + (j - (
               len(rests) - 1) / 2) * bw)
           ms.append(mean)
-          ss.append(std)
+          ss.append(0.0 if ci is None else ci[1] - mean)
       ax.bar(xs, ms, bw, yerr=ss, capsize=3,
              label=rest if len(rests) > 1 else None)
     ax.set_xticks(range(len(firsts)), firsts)
@@ -645,8 +683,8 @@ def plot_results(sweep: Sweep, rows: list, path: str) -> None:
       ax.legend(title=",".join(short[f] for f in fields[1:]), fontsize=7,
                 title_fontsize=7, loc="lower right")
     ax.grid(axis="y", alpha=0.3)
-  fig.suptitle(f"{os.path.basename(sweep.config_path)}: mean ± std over "
-               f"{len(sweep.seeds)} seed(s)")
+  fig.suptitle(f"{os.path.basename(sweep.config_path)}: mean and 95% CI "
+               f"over {len(sweep.seeds)} seed(s)")
   fig.tight_layout()
   tmp = path + ".tmp.png"
   fig.savefig(tmp, dpi=100)
@@ -658,14 +696,14 @@ def write_results(sweep: Sweep, workdir: str, *, plot: bool = True) -> str:
   """Writes results.csv, results.md (and results.png); returns the md."""
   rows = collect(sweep, workdir)
   header = ["name", *sweep.fields, "seed", "test_accuracy", "test_loss",
-            *_extras(rows), "step", "wall_seconds", "status"]
+            *_extras(rows), "step", "wall_seconds", "status", *SEED_COLUMNS]
   tmp = os.path.join(workdir, "results.csv.tmp")
   with open(tmp, "w", newline="") as f:
     writer = csv.DictWriter(f, header)
     writer.writeheader()
-    for r in rows:
+    for r, extra in zip(rows, _seed_columns(sweep, rows)):
       writer.writerow({k: format_value(v) if isinstance(v, (tuple, list, dict))
-                       else v for k, v in r.items()})
+                       else v for k, v in {**r, **extra}.items()})
   os.replace(tmp, os.path.join(workdir, "results.csv"))
   table = markdown(sweep, rows)
   with open(os.path.join(workdir, "results.md.tmp"), "w",

@@ -4,9 +4,10 @@ r"""Combines finished lottery runs (e.g. several seeds) into one plot and table.
       --out=/tmp/lottery_seeds.png
 
 The plot shows, for tickets and each control, the mean test accuracy over
-the runs against weights remaining (log x axis) with a band of one
-standard deviation (for controls, pooled over the runs and their own
-seeds). The markdown table (next to --out, `.md`) gives each run's table.
+the runs against weights remaining (log x axis) with a band of its 95 %
+Student t interval over the runs (experiments.stats; for controls, over the
+runs' means of their own seeds; with one run, over the controls' seeds).
+The markdown table (next to --out, `.md`) gives each run's table.
 Exit codes: 0 success, 2 bad input (a workdir without summary.json, an
 existing --out without --overwrite).
 """

@@ -158,6 +158,9 @@ def test_results_report_the_fraction_outside_the_window(tmp_path):
                  "wall_seconds": 1.0, "status": "ok"})
   md = sweep_lib.markdown(s, rows)
   assert "| clip_weights | test accuracy | n | latent_outside_window |" in md
-  std = np.std([0.9, 0.8], ddof=1)  # the sample std
-  assert f"| 0.0 | 0.8500 ± {std:.4f} | 2 | 0.5 |" in md, md
-  assert f"| 1.0 | 0.6500 ± {np.std([0.7, 0.6], ddof=1):.4f} | 2 | 0 |" in md
+  std = np.std([0.9, 0.8], ddof=1)  # the sample std, the same for both
+  half = 12.706204736174696 * std / np.sqrt(2)  # t(0.975, 1) s / sqrt(2)
+  assert (f"| 0.0 | 0.8500 ± {std:.4f} [{0.85 - half:.4f}, "
+          f"{0.85 + half:.4f}] | 2 | 0.5 |") in md, md
+  assert (f"| 1.0 | 0.6500 ± {np.std([0.7, 0.6], ddof=1):.4f} "
+          f"[{0.65 - half:.4f}, {0.65 + half:.4f}] | 2 | 0 |") in md, md

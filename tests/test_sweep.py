@@ -249,7 +249,8 @@ def test_end_to_end_kill_resume_skip(tmp_path):
     rows = list(csv.DictReader(f))
   assert [r["name"] for r in rows] == names
   assert list(rows[0]) == ["name", "optimizer", "seed", "test_accuracy",
-                           "test_loss", "step", "wall_seconds", "status"]
+                           "test_loss", "step", "wall_seconds", "status",
+                           *sweep_lib.SEED_COLUMNS]
   assert all(r["status"] == "ok" and r["step"] == "1500" for r in rows)
   assert [r["optimizer"] for r in rows] == ["sgd", "sgd", "adam", "adam"]
   for r in rows:
@@ -261,7 +262,10 @@ def test_end_to_end_kill_resume_skip(tmp_path):
   adam = [float(r["test_accuracy"]) for r in rows[2:]]
   mean = sum(adam) / 2
   std = abs(adam[0] - adam[1]) / 2 ** 0.5
-  assert f"| adam | {mean:.4f} ± {std:.4f} | 2 |" in md, md
+  half = 12.706204736174696 * std / 2 ** 0.5  # t(0.975, 1) s / sqrt(2)
+  assert (f"| adam | {mean:.4f} ± {std:.4f} [{mean - half:.4f}, "
+          f"{mean + half:.4f}] | 2 |") in md, md
+  assert float(rows[2]["test_accuracy_mean"]) == pytest.approx(mean)
   assert "| sgd | " in md
   assert (workdir / "results.png").read_bytes()[:4] == b"\x89PNG"
   assert json.load(open(workdir / "sweep.json"))["spec"]["runs"][1][
