@@ -26,7 +26,10 @@ phase it was in:
                          At T the last selection is removed hard: kernel,
                          bias and BatchNorm scale/shift, together with any
                          filter whose kernel is all 0 (a filter counts as
-                         kept only if it is alive).
+                         kept only if it is alive). summary.json "final"
+                         also gives `test_accuracy_before_removal`: the
+                         last selection's kernels zeroed but BatchNorm
+                         intact, what the released script reports.
                          `train/events.jsonl` (and summary.json
                          "filterprune") records each selection: step,
                          selected, newly_selected, revived (zeroed at the
@@ -205,16 +208,23 @@ class _Driver:
     keep = sparsity.fpgm_filter_masks(
         kernels, self.fpgm_rates(), float(self.fp.rate_norm),
         self.fp.criterion)
-    self.log_selection(int(state.step), keep, final)
     if final:
+      # What the released script reports (kernels zeroed, BatchNorm intact,
+      # so a removed channel still outputs its BatchNorm constant), next to
+      # the hard removal that the physically smaller network computes.
+      soft = self.engine.place(self.with_filters(state, keep, soft=True))
+      self.log_selection(int(state.step), keep, final, {
+          "test_accuracy_before_removal": self.test(soft)["accuracy"]})
       keep = {n: np.asarray(keep[n]) & _alive(kernels[n]) for n in keep}
       return self.engine.place(self.with_filters(state, keep))
+    self.log_selection(int(state.step), keep, final)
     state = self.with_filters(state, keep, soft=True)
     if not self.released_cifar():
       state = state.replace(mask=self.full_mask(params))
     return self.engine.place(state)
 
-  def log_selection(self, step: int, keep: dict, final: bool) -> None:
+  def log_selection(self, step: int, keep: dict, final: bool,
+                    extra: dict | None = None) -> None:
     """One line of train/events.jsonl: which filters the selection zeroes,
     how many of them the previous selection did not (newly selected), and
     how many that the previous selection zeroed it leaves free (revived)."""
@@ -224,7 +234,7 @@ class _Driver:
     earlier = [e for e in metrics_lib.read_events(path) if e["step"] < step]
     prev = earlier[-1]["layers"] if earlier else {}
     row = {"step": step, "final": final, "selected": 0, "newly_selected": 0,
-           "revived": 0, "layers": {}}
+           "revived": 0, **(extra or {}), "layers": {}}
     for n in self.pruned:
       sel = np.flatnonzero(~np.asarray(keep[n])).tolist()
       was = set(prev[n]["zeroed"]) if n in prev else set()
@@ -319,6 +329,9 @@ class _Driver:
           {k: e[k] for k in ("step", "selected", "newly_selected", "revived")}
           for e in events]
       summary["final"]["revived_filters"] = sum(e["revived"] for e in events)
+      if events and "test_accuracy_before_removal" in events[-1]:
+        summary["final"]["test_accuracy_before_removal"] = events[-1][
+            "test_accuracy_before_removal"]
     summary.update(extra)
     if fp.scratch:
       summary["baselines"] = scratch.run_baselines(

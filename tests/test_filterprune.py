@@ -331,3 +331,4 @@ def test_fpgm_run_records_selections_and_revivals(tmp_path):
   assert sum(e["revived"] for e in events) >= 1
   assert summary["final"]["revived_filters"] == sum(
       e["revived"] for e in events)
+  assert 0.0 <= summary["final"]["test_accuracy_before_removal"] <= 1.0

@@ -38,8 +38,10 @@ macs_fraction), "structured" (filters and MACs per layer), "baselines"
 
 Expected: FPGM reports no accuracy loss at ~40-50% fewer FLOPs on CIFAR
 ResNets [A]; "Rethinking" finds scratch training of the pruned
-architecture comparable [C README]. On digits expect all three within a
-point or two; see the README for the measured figures.
+architecture comparable [C README]. Measured on digits (3 seeds, README):
+0.9935 ± 0.0032 at rate 0.4 (0.384 of the MACs), indistinguishable from
+the L2 control; at rate 0.7 the paper's variant loses 5 pp (the final
+removal drops regrown filters), the released_cifar variant keeps 0.99.
 """
 import ml_collections
 
@@ -108,13 +110,19 @@ def get_config() -> ml_collections.ConfigDict:
 
 
 def get_sweep() -> dict:
-  """FPGM vs the L2-norm control at rates 0.4 and 0.7, 3 seeds, without the
-  scratch baselines (see experiments/sweep.py for the format)."""
+  """FPGM vs the L2-norm control at rates 0.4 and 0.7 (and at 0.7 in the
+  released CIFAR script's variant), 3 seeds, without the scratch baselines
+  (see experiments/sweep.py for the format)."""
   return {
       "seeds": [0, 1, 2],
       "grids": [
           {"filterprune.criterion": ["geometric_median", "l2"],
            "filterprune.rate": [0.4, 0.7],
+           "filterprune.scratch": [False]},
+          # the released CIFAR script's variant, at the higher rate
+          {"filterprune.criterion": ["geometric_median", "l2"],
+           "filterprune.rate": [0.7],
+           "filterprune.soft_variant": ["released_cifar"],
            "filterprune.scratch": [False]},
       ],
   }
