@@ -11,7 +11,11 @@ Settings [C scripts/pruning_cifar10.sh, METHODS.md 8]: 200 epochs from
 scratch, SGD momentum 0.9, lr 0.1 x 0.2 at epochs 60/120/160, weight decay
 5e-4, batch 128; rate_dist 0.4 on every conv (the 1x1 projection
 shortcuts included, as the released code prunes every conv weight),
-rate_norm 1, masks recomputed every epoch (352 steps). Norm-based control
+rate_norm 1, soft pruning as in the paper's Algorithm 1: the selection
+zeroes the kernels after every epoch (352 steps), BatchNorm never masked,
+zeroed filters train on and may regrow; the released script's variant
+(a selection before training, gradients of selected kernels held at 0):
+`--config.filterprune.soft_variant=released_cifar`. Norm-based control
 at the same rates: `--config.filterprune.criterion=l2`. Scratch-E/B follow
 (200 epochs / the same MACs).
 
