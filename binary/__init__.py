@@ -56,11 +56,14 @@ from binary._layers import is_stochastic
 from binary._layers import uniform_init
 from binary._mainsub import add_mask_penalty
 from binary._mainsub import bake_filter_keep
+from binary._mainsub import budget_removed
 from binary._mainsub import filter_mask
 from binary._mainsub import greedy_filter_keep
 from binary._mainsub import is_subsidiary
 from binary._mainsub import keep_count_penalty
 from binary._mainsub import l0_penalty
+from binary._mainsub import mask_budget
+from binary._mainsub import project_to_budget
 from binary._mainsub import random_filter_keep
 from binary._mainsub import subsidiary_keep
 from binary._quantizers import approx_sign
@@ -89,6 +92,7 @@ __all__ = (
     "binary_kernel",
     "boost_weights",
     "bootstrap_indices",
+    "budget_removed",
     "clip_params",
     "ensemble_curve",
     "filter_mask",
@@ -106,8 +110,10 @@ __all__ = (
     "l0_penalty",
     "layer_flip_ratio",
     "magnitude_aware_sign",
+    "mask_budget",
     "member_alpha",
     "model_summary",
+    "project_to_budget",
     "random_filter_keep",
     "resample_indices",
     "scale_by_glorot",

@@ -144,6 +144,102 @@ def add_mask_penalty(alpha: float, kind: str = "count"
   return optax.GradientTransformation(init_fn, update_fn)
 
 
+def budget_removed(num_filters: int, fraction: float, step, anneal_steps: int):
+  """Filters a layer's budget removes after ``step`` updates: ``round(
+  fraction * num_filters * min(1, step / anneal_steps))``, at most
+  ``num_filters - 1`` (a layer keeps at least one filter).
+
+  The budget recipe's schedule: the removed count grows linearly from 0 to
+  its target over the first ``anneal_steps`` updates, then holds.  Works on
+  Python ints and traced JAX scalars alike (round half to even).
+
+  Example:
+    >>> [int(budget_removed(8, 0.25, t, 4)) for t in range(6)]
+    [0, 0, 1, 2, 2, 2]
+  """
+  if not 0.0 <= fraction < 1.0:
+    raise ValueError(f"fraction={fraction} is not in [0, 1)")
+  if anneal_steps < 1:
+    raise ValueError(f"anneal_steps={anneal_steps} must be >= 1")
+  frac = jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / anneal_steps)
+  r = jnp.round(fraction * num_filters * frac).astype(jnp.int32)
+  return jnp.minimum(r, num_filters - 1)
+
+
+def project_to_budget(m: jax.Array, removed) -> jax.Array:
+  """Shifts the gates ``m`` (shape ``(C,)``) by one scalar so that exactly
+  the ``C - removed`` largest are kept (``>= 0``) and the rest removed.
+
+  The shift puts zero halfway between the k-th and (k+1)-th largest gate
+  (k = C - removed); with ``removed = 0`` it is ``min(0, min m)`` (every
+  gate kept, none moved unless one is negative).  The ranking, i.e. the
+  learned order of the filters, is unchanged; ties at the boundary keep
+  both tied gates.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> project_to_budget(jnp.array([0.5, -0.25, 0.25, 1.0]), 2).tolist()
+    [0.125, -0.625, -0.125, 0.625]
+    >>> project_to_budget(jnp.array([0.5, -0.25]), 0).tolist()
+    [0.75, 0.0]
+  """
+  c = m.shape[0]
+  v = jnp.sort(m)[::-1]                       # descending
+  k = c - jnp.asarray(removed, jnp.int32)     # kept, >= 1
+  mid = (v[jnp.clip(k - 1, 0, c - 1)] + v[jnp.clip(k, 0, c - 1)]) / 2
+  tau = jnp.where(k >= c, jnp.minimum(0.0, v[c - 1]), mid)
+  return m - tau
+
+
+class MaskBudgetState(NamedTuple):
+  """The number of updates so far."""
+  count: jax.Array
+
+
+def mask_budget(fraction: float, anneal_steps: int
+                ) -> optax.GradientTransformation:
+  """Projects every subsidiary gate vector onto its layer's annealed
+  budget after each update (the last transform of the gates' chain).
+
+  After update t (counted from 1) a gate vector ``M`` of C filters keeps
+  exactly ``C - budget_removed(C, fraction, t, anneal_steps)`` filters: the
+  outgoing update is replaced by ``project_to_budget(M + u, r_t) - M``.
+  The gates then rank the filters (under plain SGD, by the summed STE
+  gradient of the task loss) and the budget, not a penalty weight, sets
+  how many go.  Leaves that are not subsidiary gates pass unchanged.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> tx = mask_budget(0.5, 1)
+    >>> p = {"L_subsidiary": jnp.array([0.5, 0.1, 0.3, 0.2])}
+    >>> u, _ = tx.update({"L_subsidiary": jnp.zeros(4)}, tx.init(p), p)
+    >>> (p["L_subsidiary"] + u["L_subsidiary"] >= 0).tolist()
+    [True, False, True, False]
+  """
+  budget_removed(1, fraction, 0, anneal_steps)  # validates the arguments
+
+  def init_fn(params):
+    del params  # unused
+    return MaskBudgetState(count=jnp.zeros((), jnp.int32))
+
+  def update_fn(updates, state, params=None):
+    if params is None:
+      raise ValueError("mask_budget needs params")
+    count = state.count + 1
+
+    def project(path, u, p):
+      if u is None or not is_subsidiary(path):
+        return u
+      r = budget_removed(p.shape[0], fraction, count, anneal_steps)
+      return project_to_budget(p + u, r) - p
+
+    updates = jax.tree_util.tree_map_with_path(
+        project, updates, params, is_leaf=lambda x: x is None)
+    return updates, MaskBudgetState(count=count)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
 def filter_mean_abs(kernel) -> np.ndarray:
   """Mean ``|w|`` of each output filter (all axes but the last)."""
   k = np.asarray(kernel)

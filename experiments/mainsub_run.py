@@ -2,9 +2,10 @@
 
 `run(config, workdir)` is what `launch.train` calls for a config with a
 `mainsub` section (`sub_steps`, `finetune_steps`, `alpha`, `penalty` count
-| l0, `sub_lr`, `finetune_lr`, `layers` (empty: every binary conv),
-`controls`). Every stage is a phase (`train.train_phase`) in its own
-directory, done when its `result.json` exists:
+| l0, `sub_optimizer` adam | sgd, `sub_lr`, `gate_init`, `budget`,
+`finetune_lr`, `layers` (empty: every binary conv), `controls`). Every
+stage is a phase (`train.train_phase`) in its own directory, done when its
+`result.json` exists:
 
     WORKDIR/main/               the main binary network, trained dense for
                                 `num_steps` with the run's optimizer
@@ -19,9 +20,12 @@ directory, done when its `result.json` exists:
                                 `finetune_steps`)
     WORKDIR/controls/<name>/    greedy (smallest mean |w| removed) and
                                 random filter masks with the learned
-                                per-layer counts, applied to main/'s weights
-                                and fine-tuned for N x `finetune_steps` (the
-                                learned run's total main-stage budget)
+                                per-layer counts, and `learned` (the learned
+                                keep vectors themselves), applied to main/'s
+                                weights at once and fine-tuned for N x
+                                `finetune_steps` (the learned run's total
+                                main-stage budget); `learned` separates the
+                                selection from the layer-wise schedule
     WORKDIR/scratch_e/, scratch_b/  with `mainsub.scratch`: the final
                                 mask trained from a fresh init for
                                 `num_steps` and for the same MACs
@@ -32,8 +36,14 @@ The gate is `keep = (sign(M) + 1) / 2` with the STE (`binary.
 subsidiary_keep`), multiplying the layer's output channels; the penalty
 (`binary.add_mask_penalty`) is alpha x the number of kept filters through
 the same STE (`count`, ours), or the released code's L0 norm of M (`l0`,
-zero gradient). Layers are pruned bottom-up, one subsidiary and one main
-stage each; a stage's start is a pure function of the previous stage's
+zero gradient). The gates start at U(-1e-4, 1e-4) + `gate_init` and
+train with Adam or plain SGD (`sub_optimizer`); with `budget` > 0 the
+gates' update is followed by `binary.mask_budget`, which keeps exactly the
+top C - round(budget x C x min(1, t / (sub_steps / 2))) gates of each layer
+after update t, at least one (the budget recipe; `alpha` must then be 0;
+the update count is optimizer state, so a resumed stage continues the
+anneal). Layers are pruned bottom-up, one subsidiary and one main stage
+each; a stage's start is a pure function of the previous stage's
 checkpoint, so a killed run resumes in the stage it was in.
 
 Departure from the released code (documented): the main stage fine-tunes
@@ -74,6 +84,19 @@ def _main_tx(config):
   """The main network's masked optimizer (also the scratch baselines')."""
   return sparsity.masked(optimizers.make_optimizer(
       config, binary_include=models_lib.is_binary_kernel))
+
+
+def gate_optimizer(ms) -> optax.GradientTransformation:
+  """The subsidiary gates' optimizer: penalty, then Adam or SGD at
+  `sub_lr`, then (with `budget` > 0) the projection onto the annealed
+  per-layer budget (over the first half of `sub_steps`)."""
+  opt = (optax.adam if ms.get("sub_optimizer", "adam") == "adam"
+         else optax.sgd)(float(ms.sub_lr))
+  parts = [binary.add_mask_penalty(float(ms.alpha), ms.penalty), opt]
+  budget = float(ms.get("budget", 0.0))
+  if budget > 0:
+    parts.append(binary.mask_budget(budget, max(1, int(ms.sub_steps) // 2)))
+  return optax.chain(*parts)
 
 
 class _Driver:
@@ -132,10 +155,8 @@ class _Driver:
     labels = lambda p: jax.tree_util.tree_map_with_path(  # pylint: disable=g-long-lambda
         lambda path, _: "mask" if binary.is_subsidiary(path) else "frozen", p)
     tx = optax.with_extra_args_support(optax.multi_transform(
-        {"mask": optax.chain(
-            binary.add_mask_penalty(float(self.ms.alpha), self.ms.penalty),
-            optax.adam(float(self.ms.sub_lr))),
-         "frozen": optax.set_to_zero()}, labels))
+        {"mask": gate_optimizer(self.ms), "frozen": optax.set_to_zero()},
+        labels))
     ds = self.engine.dataset
 
     def init_state(rng):
@@ -165,7 +186,9 @@ class _Driver:
       fresh = eng.run.init_state(jax.random.fold_in(
           jax.random.PRNGKey(self.config.seed), 1000 + i))
       key = f"{name}{binary._mainsub.SUBSIDIARY_SUFFIX}"  # pylint: disable=protected-access
-      params = {**prev.params, key: fresh.params[key]}
+      # U(-1e-4, 1e-4) (the released init) shifted by `gate_init`.
+      gate = fresh.params[key] + float(self.ms.get("gate_init", 0.0))
+      params = {**prev.params, key: gate}
       mask = {**prev.mask, key: None}
       return fresh.replace(params=params, batch_stats=prev.batch_stats,
                            opt_state=eng.run.tx.init(params), mask=mask,
@@ -232,7 +255,9 @@ class _Driver:
     keeps = {}
     for j, s in enumerate(subs):
       kernel = main[s["layer"]]["kernel"]
-      if name == "greedy":
+      if name == "learned":
+        keeps[s["layer"]] = np.asarray(s["keep"], bool)
+      elif name == "greedy":
         keeps[s["layer"]] = binary.greedy_filter_keep(kernel, s["kept"])
       else:
         seed = int(np.random.default_rng([self.config.seed, 77, j]).integers(
@@ -304,6 +329,10 @@ class _Driver:
         "dataset": self.config.dataset,
         "model": self.config.model,
         "mainsub": {"alpha": float(self.ms.alpha), "penalty": self.ms.penalty,
+                    "gate_init": float(self.ms.get("gate_init", 0.0)),
+                    "sub_optimizer": self.ms.get("sub_optimizer", "adam"),
+                    "sub_lr": float(self.ms.sub_lr),
+                    "budget": float(self.ms.get("budget", 0.0)),
                     "layers": self.layers},
         "main": main,
         "final": {"test_accuracy": last["test_accuracy"],

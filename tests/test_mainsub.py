@@ -4,6 +4,7 @@ import doctest
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import binary
@@ -77,3 +78,59 @@ def test_a_zero_filter_is_zero_in_the_binary_view():
 
 def test_docstring_examples():
   assert doctest.testmod(_mainsub).failed == 0
+
+
+def test_budget_schedule_by_hand():
+  # round(0.25 * 8 * min(1, t / 4)): 0, 0.5 -> 0 (half to even), 1, 1.5 -> 2, 2.
+  assert [int(binary.budget_removed(8, 0.25, t, 4)) for t in range(7)] == \
+      [0, 0, 1, 2, 2, 2, 2]
+  # A layer always keeps one filter.
+  assert int(binary.budget_removed(2, 0.9, 10, 1)) == 1
+  assert int(binary.budget_removed(1, 0.5, 10, 1)) == 0
+  assert int(jax.jit(binary.budget_removed, static_argnums=(0, 1, 3))(
+      8, 0.25, jnp.int32(3), 4)) == 2
+  for bad in ((8, 1.0, 0, 4), (8, -0.1, 0, 4), (8, 0.5, 0, 0)):
+    with pytest.raises(ValueError):
+      binary.budget_removed(*bad)
+
+
+def test_project_to_budget_by_hand():
+  m = jnp.array([0.5, -0.25, 0.25, 1.0])
+  # Sorted: 1.0, 0.5, 0.25, -0.25; keep 2 -> zero at (0.5 + 0.25) / 2.
+  np.testing.assert_array_equal(binary.project_to_budget(m, 2),
+                                [0.125, -0.625, -0.125, 0.625])
+  # Keep 3 -> zero at (0.25 - 0.25) / 2 = 0: no shift.
+  np.testing.assert_array_equal(binary.project_to_budget(m, 1), m)
+  # Keep 1 -> zero at 0.75.
+  np.testing.assert_array_equal(binary.project_to_budget(m, 3),
+                                [-0.25, -1.0, -0.5, 0.25])
+  # Keep all: shift up by the most negative gate only.
+  np.testing.assert_array_equal(binary.project_to_budget(m, 0),
+                                [0.75, 0.0, 0.5, 1.25])
+  np.testing.assert_array_equal(
+      binary.project_to_budget(jnp.array([0.5, 0.25]), 0), [0.5, 0.25])
+
+
+def test_mask_budget_anneals_the_kept_count():
+  # Budget 0.5 of 4 filters over 2 updates: removes round(2 * t / 2) after
+  # update t = 1, 2, 3: 1, 2, 2.  SGD(1) on a fixed gradient ranks the
+  # gates by their summed gradient: filter 3 (largest gradient) goes
+  # first, then filter 1.
+  params = {"L": {"kernel": jnp.ones((2,))},
+            "L_subsidiary": jnp.array([0.5, 0.5, 0.5, 0.5])}
+  grads = {"L": {"kernel": jnp.ones((2,))},
+           "L_subsidiary": jnp.array([0.0, 0.2, 0.1, 0.3])}
+  tx = optax.chain(optax.sgd(1.0), binary.mask_budget(0.5, 2))
+  state = tx.init(params)
+  kept = []
+  for _ in range(3):
+    u, state = jax.jit(tx.update)(grads, state, params)
+    np.testing.assert_array_equal(u["L"]["kernel"], -grads["L"]["kernel"])
+    params = optax.apply_updates(params, u)
+    kept.append((np.asarray(params["L_subsidiary"]) >= 0).tolist())
+  assert kept == [[True, True, True, False], [True, False, True, False],
+                  [True, False, True, False]]
+  # After update 1: 0.5 - g = [0.5, 0.3, 0.4, 0.2], zero at (0.3 + 0.2) / 2.
+  assert int(state[1].count) == 3
+  with pytest.raises(ValueError, match="fraction"):
+    binary.mask_budget(1.0, 2)
