@@ -16,8 +16,9 @@
   ``[-H, H]``, chained last); and :func:`glorot_lr_scale`,
   :func:`hard_sigmoid`, :func:`squared_hinge_loss`.
 * BENN ensembles (event functions, NumPy): :func:`bootstrap_indices`,
-  :func:`resample_indices`, :func:`boost_weights` (AdaBoost variants A-D,
-  D = SAMME), :func:`member_alpha`, :func:`hard_vote`, :func:`soft_vote`,
+  :func:`resample_indices`, :func:`boost_weights` (the BENN code's
+  variants A-D; D has SAMME's alpha but weights ``w e^{alpha s}``),
+  :func:`member_alpha`, :func:`hard_vote`, :func:`soft_vote`,
   :func:`ensemble_curve`.
 * Main/subsidiary filter pruning: :func:`subsidiary_keep` (STE keep mask),
   :func:`keep_count_penalty`, :func:`l0_penalty`, :func:`add_mask_penalty`

@@ -7,10 +7,13 @@ filter, :math:`M_l \in \mathbb{R}^{C_{out}}`; the filter is kept where
    \qquad \frac{\partial\,\mathrm{keep}}{\partial M} = \tfrac12\,
    \mathbb{1}\{|M| \le 1\}
 
-(the sign's straight-through estimator, as the released code's
-``binactive``; ``sign(0) = +1`` here, the CUDA kernel's ``sign(0) = 0``
-gives 0.5).  The keep vector multiplies the layer's output channels (the
-binarized kernel's filters), so a removed filter still receives a gradient
+(the sign's straight-through estimator, with an inclusive window; the
+released code's ``binactive`` CUDA kernel passes the gradient only for
+``|M| < 1`` (``(inp > -1) * (inp < 1)``), so at ``M = +-1`` it gives 0 where
+this gives ``g / 2``; and ``sign(0) = +1`` here, the kernel's ``sign(0) = 0``
+gives 0.5; pinned by ``tests/reference/test_ref_mainsub.py``).  The keep
+vector multiplies the layer's output channels (the binarized kernel's
+filters), so a removed filter still receives a gradient
 and can come back while its layer is being pruned.
 
 Penalties, weighted by ``alpha``:
@@ -53,6 +56,9 @@ PENALTIES = ("count", "l0")
 
 def subsidiary_keep(m: jax.Array) -> jax.Array:
   """``(sign(M) + 1) / 2`` with the STE ``d keep / dM = 1{|M| <= 1} / 2``.
+
+  The window is inclusive; the released CUDA ``binactive`` excludes
+  ``|M| = 1`` (see the module docstring).
 
   Example:
     >>> import jax, jax.numpy as jnp

@@ -408,4 +408,13 @@ TRANSFORMS += [
               sparse=True, extra_args=lambda mask: {"mask": mask},
               model="gated_bn",
               acts_on=lambda name: name.endswith("_subsidiary")),
+    # The main/subsidiary budget: the gates projected after the optimizer
+    # (as mainsub_run chains it), inside the masked wrapper; 90% removed at
+    # once so that the boundary falls between two kept (non-zero) gates.
+    Transform(name="binary.mask_budget",
+              make=lambda inner: sparsity.masked(optax.chain(
+                  inner, binary.mask_budget(0.9, 1))),
+              sparse=True, extra_args=lambda mask: {"mask": mask},
+              model="gated_bn",
+              acts_on=lambda name: name.endswith("_subsidiary")),
 ]
