@@ -13,6 +13,10 @@ on prunable leaves (Dense/Conv kernels by default), ``None`` elsewhere.
 * Per-step transform: :func:`masked` wraps any optax optimizer; the mask is
   passed to ``update`` as the keyword argument ``mask``.
 * Schedules: :func:`polynomial_sparsity`, :func:`prune_steps`.
+* N:M structured sparsity (at most N of every M consecutive input weights,
+  2:4 by default): the event :func:`prune_n_m`, the jittable selection
+  :func:`keep_n_of_m`, the gradual schedule :func:`n_m_schedule`, the
+  checks :func:`is_n_m`, :func:`n_m_report` and :func:`n_m_patterns`.
 * Gradient-count sparsity (our reading of Khan et al. 2022): the per-step
   :func:`count_gradients` and the events :func:`count_weighted_shrink`,
   :func:`shrink`, :func:`prune_inactive`, :func:`redundant_filters`, with
@@ -78,6 +82,12 @@ from sparsity._masks import leaf_name
 from sparsity._masks import masked_leaves
 from sparsity._masks import remaining_fraction
 from sparsity._masks import summarize
+from sparsity._nm import is_n_m
+from sparsity._nm import keep_n_of_m
+from sparsity._nm import n_m_patterns
+from sparsity._nm import n_m_report
+from sparsity._nm import n_m_schedule
+from sparsity._nm import prune_n_m
 from sparsity._redundancy import fpgm_scores
 from sparsity._redundancy import max_cosine_scores
 from sparsity._redundancy import norm_scores
@@ -125,6 +135,12 @@ __all__ = (
     "expand_filter_masks",
     "filters_of",
     "format_summary_table",
+    "is_n_m",
+    "keep_n_of_m",
+    "n_m_patterns",
+    "n_m_report",
+    "n_m_schedule",
+    "prune_n_m",
     "fpgm_scores",
     "leaf_name",
     "mask_opt_state",

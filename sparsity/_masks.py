@@ -254,7 +254,10 @@ def summarize(mask: Mask) -> list[dict[str, Any]]:
   Returns:
     A list, in flattening order, of dicts ``{"name": "Dense_0/kernel",
     "size": int, "remaining": int}``; format it with
-    :func:`format_summary_table`.
+    :func:`format_summary_table`. A leaf whose mask keeps exactly N of
+    every M consecutive weights along its input axis (axis -2), for M in
+    (4, 8), also has ``"n_m": "N:M"`` (e.g. ``"2:4"``; see
+    :func:`n_m_patterns`).
 
   Example:
     >>> import jax.numpy as jnp, sparsity
@@ -262,21 +265,30 @@ def summarize(mask: Mask) -> list[dict[str, Any]]:
     ...                                 "bias": None}})
     [{'name': 'Dense_0/kernel', 'size': 2, 'remaining': 1}]
   """
+  # Imported here: _nm imports this module.
+  from sparsity import _nm  # pylint: disable=g-import-not-at-top
   named = masked_leaves(mask)
   sums = jax.device_get([jnp.sum(m, dtype=jnp.int32) for _, m in named])
-  return [{"name": name, "size": int(np.size(m)), "remaining": int(s)}
+  patterns = _nm.n_m_patterns([m for _, m in named])
+  rows = [{"name": name, "size": int(np.size(m)), "remaining": int(s)}
           for (name, m), s in zip(named, sums)]
+  for row, pattern in zip(rows, patterns):
+    if pattern is not None:
+      row["n_m"] = pattern
+  return rows
 
 
 def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
   """A plain-text table of :func:`summarize` rows with a total row.
 
   Args:
-    rows: dicts with keys ``name``, ``size`` and ``remaining``.
+    rows: dicts with keys ``name``, ``size`` and ``remaining`` (and
+      ``n_m`` for N:M layers).
 
   Returns:
     The table as one string: one line per row with the remaining percentage,
-    then a ``total`` line.
+    then a ``total`` line. When some row has ``n_m``, a last column ``n:m``
+    gives it (``-`` for the other rows).
 
   Example:
     >>> import sparsity
@@ -300,4 +312,7 @@ def format_summary_table(rows: Sequence[dict[str, Any]]) -> str:
   for name, size, rem in body:
     lines.append(f"{name:<{name_w}}  {size:>{size_w}}  {rem:>{rem_w}}  "
                  f"{pct(rem, size):>11}")
+  if any(r.get("n_m") for r in rows):  # N:M layers: one more column
+    notes = ["n:m"] + [str(r.get("n_m") or "-") for r in rows] + [""]
+    lines = [f"{line}  {note}".rstrip() for line, note in zip(lines, notes)]
   return "\n".join(lines)

@@ -42,6 +42,16 @@ the param leaves (``"BatchNorm_0/scale"``) the transform must change: the
 suite then checks that its updates differ from ``masked(inner)``'s there,
 at kept positions only.
 
+Event transforms are not entries: they return a new mask between jitted
+phases, and what must hold afterwards is the invariant of the per-step
+transform that trains under that mask. N:M structured sparsity
+(``sparsity.prune_n_m``, ``n_m_schedule``) is such an event and adds no
+per-step transform (SR-STE's masked forward pass is not implemented), so
+it has no entry; ``test_n_m_masks_under_masked`` in test_conformance.py
+runs the ``masked`` entry's invariant check (Nesterov and AdamW inners)
+with gradual N:M masks (4:4, then 3:4 and 2:4 computed from the trained
+weights) on the MLP with input sizes divisible by 4 (``NM_SIZES``).
+
 Test models (``MODELS``): ``"mlp"``, a 3-layer MLP whose kernels have
 pairwise different shapes, and ``"gated_bn"``, the same MLP with a
 BatchNorm (inference form: per-channel scale and shift) and a
@@ -97,6 +107,8 @@ INNER_OPTIMIZERS: dict[str, Callable[[], optax.GradientTransformation]] = {
 
 # Kernel shapes (6, 16), (16, 12), (12, 4): pairwise different.
 MLP_SIZES = (6, 16, 12, 4)
+# The N:M test's MLP: every kernel's input size a multiple of 4.
+NM_SIZES = (8, 16, 12, 4)
 
 
 # ---------------------------------------------------------------------------

@@ -248,3 +248,41 @@ def test_pruned_weights_and_moments_stay_zero(entry, inner_name):
   if inner_name != "sgd":  # stateful: the moments must have been checked
     assert checked >= len(sparsity.masked_leaves(final_mask))
   assert all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree.leaves(params))
+
+
+# ---------------------------------------------------------------------------
+# (6) N:M masks (an event, not an entry: see conformance.py) under masked
+# ---------------------------------------------------------------------------
+
+NM_PHASE_STEPS = 100
+
+
+# Two inner optimizers (a momentum trace; Adam's mu and nu with weight
+# decay): the others are covered by the `masked` entry, and CI time is short.
+@pytest.mark.parametrize("inner_name", ["nesterov", "adamw"])
+def test_n_m_masks_under_masked(inner_name):
+  entry = next(t for t in ENTRIES if t.name == "masked")
+  tx = entry.make(conformance.INNER_OPTIMIZERS[inner_name]())
+  key = jax.random.key(2)
+  params = conformance.mlp_params(key, sizes=conformance.NM_SIZES)
+  mask = sparsity.create_mask(params)
+  state = tx.init(params)
+  # Gradual 2:4 (4:4 -> 3:4 -> 2:4), each event from the trained weights;
+  # the event's caller zeroes the newly pruned weights, masked the rest.
+  for phase, n in enumerate((4, 3, 2)):
+    new = sparsity.prune_n_m(params, mask, n=n, m=4)
+    for _, old_leaf, new_leaf in sparsity.masked_leaves(mask, new):
+      assert not np.asarray(new_leaf & ~old_leaf).any()  # never revived
+    mask = new
+    params = sparsity.apply_mask(params, mask)
+    params, state, bad = _run_steps(tx, entry, NM_PHASE_STEPS, params, state,
+                                    mask, jax.random.fold_in(key, phase))
+    assert int(bad) == 0
+  assert all(sparsity.is_n_m(m, 2, 4) for _, m in
+             sparsity.masked_leaves(mask))
+  assert [r.get("n_m") for r in sparsity.summarize(mask)] == ["2:4"] * 3
+  checked, bad_state = conformance.pruned_state_violations(
+      state, mask, entry.exempt_state)
+  assert int(bad_state) == 0
+  assert int(conformance.pruned_param_violations(params, mask)) == 0
+  assert checked >= len(sparsity.masked_leaves(mask))
