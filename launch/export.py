@@ -74,6 +74,9 @@ def main(argv):
         f"layers, {info['model']} on {info['dataset']} at step "
         f"{info['step']}" + (f", level {info['level']}"
                              if info["level"] is not None else ""))
+  if info.get("n_m"):  # stored as ordinary pruned layers (no N:M encoding)
+    print("N:M layers: " + ", ".join(f"{name} {pattern}" for name, pattern
+                                     in info["n_m"].items()))
 
 
 if __name__ == "__main__":

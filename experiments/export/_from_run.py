@@ -6,7 +6,9 @@ Reads ``RUN/config.json``, restores the newest checkpoint of ``RUN`` (or of
 ``experiments.train.load_state``, records the layer list from the model
 itself (``experiments.models.layer_list``) and writes the file.  The mask is
 only checked (a pruned weight that is not exactly 0 is refused), never
-applied.
+applied.  The summary names the layers whose mask is exactly N:M along the
+input axis (``sparsity.summarize``; e.g. 2:4): they are written as any
+pruned layer, the file format has no N:M encoding.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 
 from experiments import models
 from experiments import train
+import sparsity
 from experiments.export import _encode
 from experiments.export import write_model
 
@@ -98,4 +101,7 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
   size = write_model(out, layers, variables, mask, input_shape=input_shape,
                      meta=meta, overwrite=overwrite,
                      bn_threshold=bn_threshold)
-  return {"out": out, "bytes": size, "layers": len(layers), **meta}
+  n_m = {row["name"]: row["n_m"] for row in sparsity.summarize(mask)
+         if "n_m" in row}
+  return {"out": out, "bytes": size, "layers": len(layers), "n_m": n_m,
+          **meta}
