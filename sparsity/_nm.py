@@ -107,7 +107,8 @@ def _keep_n_of_m(scores, alive, n, *, m, axis, absolute=False):
   if absolute:
     scores = jnp.abs(scores.astype(jnp.float32))
   # uint32 keys in the float order (NaN largest), as in magnitude pruning.
-  key = _grouped(_magnitude._order_key(scores), m, axis)  # pylint: disable=protected-access
+  order_key = _magnitude._order_key  # pylint: disable=protected-access
+  key = _grouped(order_key(scores), m, axis)
   live = _grouped(alive, m, axis)
   ki, kj = key[..., :, None], key[..., None, :]
   idx = jnp.arange(m)
@@ -399,7 +400,8 @@ def n_m_report(mask: Mask, n: int = 2, m: int = 4,
     >>> mask = {"Dense_0": {"kernel": jnp.array([[1], [0], [1], [1]], bool),
     ...                     "bias": None}}
     >>> sparsity.n_m_report(mask, 2, 4)
-    [{'name': 'Dense_0/kernel', 'groups': 1, 'max_kept': 3, 'over': 1, 'n_m': False}]
+    [{'name': 'Dense_0/kernel', 'groups': 1, 'max_kept': 3, 'over': 1,
+      'n_m': False}]
   """
   n, m = _check_n_m(n, m)
   named = _masks.masked_leaves(mask)

@@ -235,9 +235,10 @@ def test_jit_does_not_retrace_when_n_changes():
   # The event reuses one compiled selection for every n.
   params = _params()
   sparsity.prune_n_m(params, sparsity.create_mask(params), 3, 4)
-  size = _nm._keep_n_of_m._cache_size()  # pylint: disable=protected-access
+  compiled = _nm._keep_n_of_m  # pylint: disable=protected-access
+  size = compiled._cache_size()  # pylint: disable=protected-access
   sparsity.prune_n_m(params, sparsity.create_mask(params), 1, 4)
-  assert _nm._keep_n_of_m._cache_size() == size  # pylint: disable=protected-access
+  assert compiled._cache_size() == size  # pylint: disable=protected-access
 
 
 def test_bfloat16_and_nan_scores():
