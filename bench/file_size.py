@@ -11,9 +11,14 @@ mask keeping 5% of every kernel, stored as CSR) against the same model
 unpruned.  Reported: whole-file bytes and their ratio, and the ratio of the
 kernel tensors alone (the rest is BatchNorm statistics, biases, header).
 Binary models are exported as ``launch.export`` does by default: BatchNorms
-read only through a sign stored as thresholds (``bn_threshold=True``; the
-float twin has no sign readers, so nothing changes there), and once more
-with four vectors per BatchNorm for comparison.
+read only through a sign stored as thresholds (``bn_threshold=True``) and
+BatchNorms after a binary-weight layer with real inputs folded into it as
+one scale and shift (``bn_fold=True``; the float twin has neither sign
+readers nor binary layers, so nothing changes there), and once more with
+four vectors per BatchNorm for comparison.  The BinaryConnect MLP is the
+``binaryconnect_mnist`` config's (3 x 2048, ReLU, every layer binary,
+biases) with the deterministic ``ste_sign`` (the stochastic one keeps real
+weights at test time).
 """
 import os
 import sys
@@ -41,7 +46,8 @@ def _variables(model, input_shape, density=1.0, seed=0):
   return variables, (mask if density < 1 else None)
 
 
-def _size(model, input_shape, density=1.0, bn_threshold=False):
+def _size(model, input_shape, density=1.0, bn_threshold=False,
+          bn_fold=False):
   """(file bytes, kernel bytes) of the exported model."""
   variables, mask = _variables(model, input_shape, density)
   layers = models.layer_list(model, input_shape)
@@ -49,7 +55,7 @@ def _size(model, input_shape, density=1.0, bn_threshold=False):
     path = os.path.join(d, "m.sbn")
     size = export.write_model(path, layers, variables, mask,
                               input_shape=input_shape,
-                              bn_threshold=bn_threshold)
+                              bn_threshold=bn_threshold, bn_fold=bn_fold)
     header, tensors = export.read(path)
   kernel_roles = ("kernel", "mask", "kernel_sign", "kernel_nonzero",
                   "kernel_data", "kernel_indices", "kernel_indptr")
@@ -75,7 +81,7 @@ def main(argv):
   mlp = models.get_model("binary_mlp", 10, **bnn_mlp)
   mlp_f = models.get_model("binary_mlp", 10, binarize=False, **bnn_mlp)
   _row("BNN MLP 784-3x1024-10 (MNIST)",
-       _size(mlp, (28, 28, 1), bn_threshold=True),
+       _size(mlp, (28, 28, 1), bn_threshold=True, bn_fold=True),
        _size(mlp_f, (28, 28, 1)), 1 / 30)
   _row("  the same, BatchNorm as four vectors (--nobn_threshold)",
        _size(mlp, (28, 28, 1)), _size(mlp_f, (28, 28, 1)), 1 / 30)
@@ -84,10 +90,21 @@ def main(argv):
   cnn = models.get_model("bnn_cnn", 10, **bnn_cnn)
   cnn_f = models.get_model("bnn_cnn", 10, binarize=False, **bnn_cnn)
   _row("BNN CNN (CIFAR-10, 32x32x3)",
-       _size(cnn, (32, 32, 3), bn_threshold=True),
+       _size(cnn, (32, 32, 3), bn_threshold=True, bn_fold=True),
        _size(cnn_f, (32, 32, 3)), 1 / 30)
   _row("  the same, BatchNorm as four vectors (--nobn_threshold)",
        _size(cnn, (32, 32, 3)), _size(cnn_f, (32, 32, 3)), 1 / 30)
+  bc_mlp = dict(hidden=(2048, 2048, 2048), kernel_quantizer="ste_sign",
+                activation="relu", binary_first=True, binary_last=True,
+                use_bias=True)
+  bc = models.get_model("binary_mlp", 10, **bc_mlp)
+  bc_f = models.get_model("binary_mlp", 10, binarize=False, **bc_mlp)
+  bc_float = _size(bc_f, (28, 28, 1))
+  _row("BinaryConnect MLP 3x2048 (MNIST)",
+       _size(bc, (28, 28, 1), bn_threshold=True, bn_fold=True), bc_float,
+       1 / 30)
+  _row("  the same, bias + BatchNorm as five vectors (--nobn_fold)",
+       _size(bc, (28, 28, 1), bn_threshold=True), bc_float, 1 / 30)
   print("95%-sparse / dense (random mask keeping 5% of every kernel):")
   lenet = models.get_model("lenet_300_100", 10)
   _row("LeNet-300-100 (MNIST)", _size(lenet, (28, 28, 1), 0.05),

@@ -1,7 +1,7 @@
 r"""Exports a trained run to one ``.sbn`` file for the CPU evaluator.
 
   python -m launch.export --workdir=RUN --out=model.sbn [--level=N] \
-      [--overwrite] [--nobn_threshold]
+      [--overwrite] [--nobn_threshold] [--nobn_fold]
 
 Reads RUN/config.json and the newest checkpoint of RUN (``--level=N``: of
 the lottery level RUN/level_NN), records the layer list from the model and
@@ -10,7 +10,11 @@ writes weights, masks and bit-packed binary kernels (format:
 never replaced without --overwrite; the file appears atomically.  A
 BatchNorm read only through a sign (BNN, NIN) is stored as one float32
 threshold and one direction bit per channel, exactly equivalent (format
-version 2); ``--nobn_threshold`` keeps its four vectors (version 1).
+version 2); ``--nobn_threshold`` keeps its four vectors (version 1).  A
+BatchNorm after a binary-weight layer with real inputs (BinaryConnect) is
+folded into that layer as one scale and shift per channel, the layer's
+bias included (version 3; logits equal to float32 rounding);
+``--nobn_fold`` keeps its four vectors.
 
 Exit codes: 0 success, 2 bad input, with a one-line message naming it (no
 run / level / checkpoint, a lottery run without --level, --out exists or
@@ -32,6 +36,9 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False,
 _BN_THRESHOLD = flags.DEFINE_bool(
     "bn_threshold", True, "Store BatchNorms read only through a sign as "
     "per-channel thresholds (format version 2).")
+_BN_FOLD = flags.DEFINE_bool(
+    "bn_fold", True, "Fold BatchNorms after a binary-weight layer with real "
+    "inputs into that layer as one scale and shift (format version 3).")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -61,7 +68,8 @@ def main(argv):
   try:
     info = export.export_run(_WORKDIR.value, _OUT.value, level=_LEVEL.value,
                              overwrite=_OVERWRITE.value,
-                             bn_threshold=_BN_THRESHOLD.value)
+                             bn_threshold=_BN_THRESHOLD.value,
+                             bn_fold=_BN_FOLD.value)
   except (OSError, ValueError, KeyError) as e:
     # Missing run / level / checkpoint, an existing --out, a pruned weight
     # that is not 0 (ExportError), a bad config (ConfigError), a model

@@ -441,3 +441,118 @@ def test_threshold_file_gives_the_same_logits(tmp_path):
   assert kernels["bn"] == "sign threshold"
   assert kernels["bn3"] == "folded into d2"
   np.testing.assert_allclose(folded(x), thr(x), rtol=1e-5, atol=1e-5)
+
+
+# ------------- BatchNorm folded into a binary layer with real inputs (v3) --
+def folded_model(seed=0):
+  """c0 (binary conv, real inputs, bias) -> bn0 -> relu -> fl -> d1
+  (magnitude-aware binary, ternary, no bias) -> bn1 (the output), all BNs
+  foldable; plus d2 (binary, sign inputs) -> bn2, which is not (XNOR)."""
+  rng = np.random.default_rng(seed)
+
+  def bn(name, x, shape):
+    return {"name": name, "op": "batchnorm", "inputs": [x], "epsilon": 1e-3,
+            "params": {"mean": ["batch_stats", name, "mean"],
+                       "var": ["batch_stats", name, "var"],
+                       "scale": ["params", name, "scale"],
+                       "bias": ["params", name, "bias"]}, "shape": shape}
+
+  layers = [
+      _conv_entry("c0", "input", 1, 8, shape=[8, 8, 8],
+                  kernel_quantizer="sign"),
+      bn("bn0", "c0", [8, 8, 8]),
+      {"name": "relu", "op": "activation", "kind": "relu", "inputs": ["bn0"],
+       "params": {}, "shape": [8, 8, 8]},
+      {"name": "fl", "op": "flatten", "inputs": ["relu"], "params": {},
+       "shape": [512]},
+      {"name": "d1", "op": "dense", "inputs": ["fl"],
+       "params": {"kernel": ["params", "d1", "kernel"]}, "shape": [24],
+       "kernel_quantizer": "magnitude_aware_sign"},
+      bn("bn1", "d1", [24]),
+      {"name": "d2", "op": "dense", "inputs": ["bn1"],
+       "params": {"kernel": ["params", "d2", "kernel"]}, "shape": [10],
+       "kernel_quantizer": "sign", "input_quantizer": "sign"},
+      bn("bn2", "d2", [10])]
+  params = {"c0": {"kernel": rng.uniform(-1, 1, (3, 3, 1, 8)),
+                   "bias": rng.normal(0, 0.3, 8)},
+            "d1": {"kernel": rng.uniform(-1, 1, (512, 24)) *
+                             (rng.random((512, 24)) < 0.6)},
+            "d2": {"kernel": rng.uniform(-1, 1, (24, 10))}}
+  stats = {}
+  for name, c in (("bn0", 8), ("bn1", 24), ("bn2", 10)):
+    params[name] = {"scale": rng.uniform(0.5, 1.5, c) * rng.choice([-1, 1],
+                                                                   c),
+                    "bias": rng.normal(0, 0.5, c)}
+    stats[name] = {"mean": rng.normal(0, 2, c), "var": rng.uniform(0.5, 4, c)}
+  params["bn1"]["scale"][:3] = 0.0
+  f32 = lambda tree: {k: {r: np.asarray(a, np.float32) for r, a in v.items()}
+                      for k, v in tree.items()}
+  return layers, {"params": f32(params), "batch_stats": f32(stats)}
+
+
+def test_folded_batchnorm_file(tmp_path):
+  layers, variables = folded_model()
+  assert export.foldable_batchnorms(layers) == {"bn0": "c0", "bn1": "d1"}
+  paths = {}
+  for fold in (False, True):
+    paths[fold] = str(tmp_path / f"m{int(fold)}.sbn")
+    export.write_model(paths[fold], layers, variables, input_shape=(8, 8, 1),
+                       bn_fold=fold)
+  assert export.read(paths[False])[0]["version"] == 1
+  header, tensors = export.read(paths[True])
+  assert header["version"] == 3
+  entries = {e["name"]: e for e in header["layers"]}
+  assert entries["c0"]["storage"]["batchnorm"] == "folded"
+  assert set(entries["d1"]["params"]) == {"kernel_sign", "kernel_nonzero",
+                                          "scale", "shift"}
+  assert entries["bn1"]["storage"] == {"batchnorm": "folded"}
+  assert not entries["bn1"]["params"] and "bn2/mean" in tensors
+  assert os.path.getsize(paths[True]) < os.path.getsize(paths[False])
+  # a = gamma / sqrt(var + eps) * alpha, b = beta + gamma / sqrt(var + eps)
+  # * (bias - mean), here by hand in float64.
+  p, s = variables["params"], variables["batch_stats"]
+  m = p["bn0"]["scale"] / np.sqrt(s["bn0"]["var"] + np.float32(1e-3))
+  np.testing.assert_allclose(tensors["c0/scale"], m, rtol=1e-7)
+  np.testing.assert_allclose(
+      tensors["c0/shift"],
+      p["bn0"]["bias"] + m * (p["c0"]["bias"] - s["bn0"]["mean"]),
+      rtol=1e-6)
+  unfolded, folded = (export.Model.load(paths[False]),
+                      export.Model.load(paths[True]))
+  kernels = {r["name"]: r["kernel"] for r in folded.plan()}
+  assert kernels["c0"] == kernels["d1"] == "blas+bn"
+  assert kernels["bn0"] == "folded into c0" and kernels["bn2"] == "numpy"
+  assert kernels["d2"].startswith("xnor")
+  x = np.random.default_rng(1).standard_normal((6, 8, 8, 1)).astype(
+      np.float32)
+  want = ref.run(layers, variables, x)
+  np.testing.assert_allclose(folded(x), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(folded(x), unfolded(x), rtol=1e-5, atol=1e-5)
+  # The evaluator's own folding leaves a stored fold alone (and folds bn2).
+  again = export.Model.load(paths[True], fold_batchnorm=True)
+  kernels = {r["name"]: r["kernel"] for r in again.plan()}
+  assert kernels["bn0"] == "folded into c0" and kernels["d1"] == "blas+bn"
+  assert kernels["bn2"] == "folded into d2"
+  np.testing.assert_allclose(again(x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_fold_is_skipped_where_not_exact():
+  """No fold after a float layer, an XNOR layer, a pool, or a binary layer
+  read by more than its BatchNorm; none with a non-finite result."""
+  layers, variables = folded_model()
+  layers = [dict(e) for e in layers]
+  by = {e["name"]: e for e in layers}
+  by["c0"]["kernel_quantizer"] = None  # a float conv
+  by["d1"]["input_quantizer"] = "heaviside"  # an XNOR layer
+  assert export.foldable_batchnorms(layers) == {}
+  layers, variables = folded_model()
+  by = {e["name"]: e for e in layers}
+  by["fl"]["inputs"] = ["c0"]  # c0 read by bn0 and fl; bn0 unused
+  layers = [e for e in layers if e["name"] not in ("bn0", "relu")]
+  assert export.foldable_batchnorms(layers) == {"bn1": "d1"}
+  layers, variables = folded_model()
+  variables["batch_stats"]["bn1"]["var"][0] = -1e-3  # var + eps == 0
+  header, _ = export.encode(layers, variables, input_shape=(8, 8, 1),
+                            bn_fold=True)
+  storage = {e["name"]: e.get("storage") for e in header["layers"]}
+  assert storage["bn0"] == {"batchnorm": "folded"} and storage["bn1"] is None

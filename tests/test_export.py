@@ -6,7 +6,8 @@ BinaryConnect and BNN MLPs and the BNN CNN (masked, so their binary kernels
 are ternary).  Also: ``launch.evaluate`` without JAX (an import blocker)
 and without numba, export refusals; NIN (BENN semi-binary, XNOR-Net
 all-binary masked) and the semi-binary ResNet-18; the sign(0) / heaviside(0)
-conventions against JAX; BatchNorm folding.
+conventions against JAX; BatchNorm folding (in the evaluator, and stored
+folded into BinaryConnect layers, format version 3).
 """
 import json
 import os
@@ -240,6 +241,63 @@ def test_fold_batchnorm_matches(tmp_path, name, kwargs):
   x = np.random.default_rng(3).standard_normal((2, *CIFAR)).astype(
       np.float32)
   np.testing.assert_allclose(folded(x), ev(x), rtol=1e-4, atol=1e-4)
+
+
+# BinaryConnect: binary weights, real inputs; every layer binary, biases.
+FOLD_ZOO = {
+    "binaryconnect_mlp_masked": ("binary_mlp", (8, 8, 1), 0.5, dict(
+        hidden=(96, 64), **BINARY_MLPS["binaryconnect"])),
+    "binaryconnect_mlp_magnitude": ("binary_mlp", (8, 8, 1), 1.0, dict(
+        hidden=(96, 64), kernel_quantizer="magnitude_aware_sign",
+        binary_first=True, binary_last=True)),
+    "binaryconnect_cnn": ("bnn_cnn", CIFAR, 1.0, dict(
+        width=1 / 16, kernel_quantizer="ste_sign", binary_first=True,
+        binary_last=True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOLD_ZOO))
+def test_folded_batchnorm_round_trip(tmp_path, case):
+  """bn_fold=True: each BN right after a binary layer is one scale and
+  shift on that layer; logits equal JAX's and the unfolded file's to
+  float32 rounding, and the file is smaller.  In the CNN the BNs after a
+  max pool stay four vectors."""
+  name, shape, density, kwargs = FOLD_ZOO[case]
+  model = models.get_model(name, 10, **kwargs)
+  variables, mask = _random_variables(model, shape, density=density)
+  layers = models.layer_list(model, shape)
+  # Running variances that keep the activations O(1) (the k-th BN follows
+  # the k-th weight layer, whose +-1 kernel sums fan_in terms).
+  weights = [e for e in layers if e["op"] in ("dense", "conv")]
+  bns = [e for e in layers if e["op"] == "batchnorm"]
+  for w, bn in zip(weights, bns):
+    fan_in = np.prod(variables["params"][w["name"]]["kernel"].shape[:-1])
+    variables["batch_stats"][bn["name"]]["var"] *= fan_in
+  paths = {}
+  for fold in (False, True):
+    paths[fold] = str(tmp_path / f"m{int(fold)}.sbn")
+    export.write_model(paths[fold], layers, variables, mask,
+                       input_shape=shape, bn_threshold=True, bn_fold=fold)
+  assert os.path.getsize(paths[True]) < os.path.getsize(paths[False])
+  four, folded = export.Model.load(paths[False]), export.Model.load(
+      paths[True])
+  assert folded.version == 3
+  kernels = {r["name"]: r["kernel"] for r in folded.plan()}
+  names = export.foldable_batchnorms(layers)
+  bns = [e["name"] for e in layers if e["op"] == "batchnorm"]
+  assert {k for k, v in kernels.items() if v.startswith("folded into")} == (
+      set(names)) and len(names) == (6 if name == "bnn_cnn" else 3)
+  assert all(kernels[src].endswith("+bn") for src in names.values())
+  assert all(kernels[bn] == "numpy" for bn in bns if bn not in names)
+  x = np.random.default_rng(1).standard_normal((2, *shape)).astype(
+      np.float32)
+  want = np.asarray(jax.jit(lambda v, x: model.apply(v, x, train=False))(
+      variables, jnp.asarray(x)))  # one compilation: much faster on CPU
+  assert 0.01 < np.abs(want).max() < 100
+  got = folded(x)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(four(x), want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(got, four(x), rtol=1e-5, atol=1e-5)
 
 
 def test_encode_refuses_nonzero_pruned_weight():

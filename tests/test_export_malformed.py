@@ -257,3 +257,113 @@ def test_version_1_reader_refuses_version_2(good_threshold, monkeypatch):
   with pytest.raises(export.FormatError,
                      match="unsupported format version 2"):
     export.Model.load(good_threshold)
+
+
+# ------------------------ the folded BatchNorm encoding (version 3) --
+@pytest.fixture
+def good_folded(tmp_path):
+  from tests.test_evaluator import folded_model  # pylint: disable=g-import-not-at-top
+  layers, variables = folded_model()
+  path = str(tmp_path / "fold.sbn")
+  export.write_model(path, layers, variables, input_shape=(8, 8, 1),
+                     bn_fold=True)
+  return path
+
+
+def _as_version(version):
+  def mutate(path):
+    header, tensors = export.read(path)
+    header = {k: v for k, v in header.items()
+              if k not in ("tensors", "format", "version")}
+    export.write(path, header, dict(tensors), overwrite=True,
+                 version=version)
+  return mutate
+
+
+def _tensor_of(layer, role, fn):
+  def mutate(header, tensors):
+    name = _layer(header, layer)["params"][role]
+    tensors[name] = fn(tensors[name])
+  return mutate
+
+
+def _nan_scale(header, tensors):
+  tensors[_layer(header, "d1")["params"]["scale"]][2] = np.nan
+
+
+def _leftover_bias(header, tensors):
+  tensors["c0/bias"] = np.zeros(8, np.float32)
+  _layer(header, "c0")["params"]["bias"] = "c0/bias"
+
+
+def _drop_shift(header, tensors):
+  del tensors[_layer(header, "c0")["params"].pop("shift")]
+
+
+def _bn_with_tensor(header, tensors):
+  tensors["bn0/mean"] = np.zeros(8, np.float32)
+  _layer(header, "bn0")["params"]["mean"] = "bn0/mean"
+
+
+def _unfolded_source(header, tensors):
+  """bn0 claims to be folded into c0, but c0 holds no fold."""
+  del tensors
+  del _layer(header, "c0")["storage"]["batchnorm"]
+
+
+def _second_reader(header, tensors):
+  """fl reads c0 directly: c0 is read by bn0 and fl."""
+  del tensors
+  _layer(header, "fl")["inputs"] = ["c0"]
+
+
+FOLDED_CASES = {
+    "folded_in_version_2_file": (_as_version(2), "needs format version 3"),
+    "folded_in_version_1_file": (_as_version(1), "needs format version 3"),
+    "scale_shape": (_rewrite(_tensor_of("c0", "scale", lambda a: a[:-1])),
+                    "shape mismatch: tensor 'scale'"),
+    "shift_dtype": (_rewrite(_tensor_of("d1", "shift",
+                                        lambda a: a.astype(np.int32))),
+                    "tensor 'shift' has dtype int32"),
+    "nan_scale": (_rewrite(_nan_scale), "non-finite values in 'scale'"),
+    "missing_shift": (_rewrite(_drop_shift),
+                      "missing tensor for role 'shift'"),
+    "leftover_bias": (_rewrite(_leftover_bias),
+                      "takes the tensors 'kernel_sign', 'kernel_nonzero', "
+                      "'scale' and 'shift'"),
+    "binary_inputs": (_rewrite(_set("d1", "input_quantizer", "sign")),
+                      "a folded batchnorm needs a layer with real inputs"),
+    "float_kernel": (_rewrite(lambda h, t: _layer(h, "c0")["storage"].update(
+        kernel="float32")), "needs a bit-packed kernel"),
+    "unknown_fold": (_rewrite(lambda h, t: _layer(h, "c0")["storage"].update(
+        batchnorm="fused")), "unknown batchnorm storage 'fused'"),
+    "folded_bn_with_tensor": (_rewrite(_bn_with_tensor),
+                              "a folded batchnorm takes no tensors"),
+    "folded_bn_of_unfolded_layer": (_rewrite(_unfolded_source),
+                                    "must read a dense/conv that holds"),
+    "folded_layer_read_twice": (_rewrite(_second_reader),
+                                "must be read by that batchnorm only"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOLDED_CASES))
+def test_malformed_folded_file_is_refused(good_folded, case, capsys):
+  export.Model.load(good_folded)  # valid as written
+  mutate, expected = FOLDED_CASES[case]
+  mutate(good_folded)
+  with pytest.raises(SystemExit) as e:
+    evaluate.main([f"--model={good_folded}", "--dataset=digits"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err
+  assert len(err.strip().splitlines()) == 1, err
+  assert err.startswith("launch.evaluate: error: ") and expected in err, err
+
+
+def test_version_2_reader_refuses_version_3(good_folded, monkeypatch):
+  from experiments.export import _format  # pylint: disable=g-import-not-at-top
+  with open(good_folded, "rb") as f:
+    assert int.from_bytes(f.read(12)[8:12], "little") == 3
+  monkeypatch.setattr(_format, "VERSIONS", (1, 2))
+  with pytest.raises(export.FormatError,
+                     match="unsupported format version 3"):
+    export.Model.load(good_folded)

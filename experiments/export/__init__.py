@@ -8,10 +8,13 @@ evaluator runs where JAX is not installed.  The JAX-side glue that reads a
 run's workdir is :func:`export_run` (imported lazily).  File format:
 ``_format.py`` (container), ``_encode.py`` (layers and kernel encodings),
 ``_pack.py`` (bit planes; version 2 adds BatchNorm read only through a
-sign stored as a per-channel threshold, ``bn_threshold=True``); evaluator: ``_evaluator.py`` (:class:`Model`:
-validation, the run, the per-layer plan, BatchNorm folding), ``_ops.py``
-(parameter-free ops incl. FBS's ``wta``, BatchNorm), ``_gating.py``
-(FBS-gated convs computing only the kept channels); kernels: ``_kernels.py`` (XNOR-popcount,
+sign stored as a per-channel threshold, ``bn_threshold=True``; version 3
+BatchNorm after a binary-weight layer with real inputs folded into it as
+one scale and shift, ``bn_fold=True``); evaluator: ``_evaluator.py``
+(:class:`Model`: validation, the run, the per-layer plan, BatchNorm
+folding), ``_ops.py`` (parameter-free ops incl. FBS's ``wta``,
+BatchNorm), ``_gating.py`` (FBS-gated convs computing only the kept
+channels); kernels: ``_kernels.py`` (XNOR-popcount,
 uint64 words, numba with a NumPy twin), ``_sparse.py`` (CSR products, numba
 or SciPy), ``_linear.py`` (the kernel chosen per layer at load time, the
 CSR thresholds :data:`SPARSE_MAX_DENSITY`).  Benchmarks:
@@ -21,6 +24,7 @@ CSR thresholds :data:`SPARSE_MAX_DENSITY`).  Benchmarks:
 from experiments.export._encode import ExportError
 from experiments.export._encode import check_pruned_zero
 from experiments.export._encode import encode
+from experiments.export._encode import foldable_batchnorms
 from experiments.export._encode import sign_read_batchnorms
 from experiments.export._evaluator import Model
 from experiments.export._format import FormatError
@@ -34,22 +38,25 @@ from experiments.export._linear import SPARSE_MAX_DENSITY
 __all__ = [
     "ExportError", "FormatError", "Model", "SPARSE_MAX_DENSITY", "VERSION",
     "VERSIONS", "check_pruned_zero", "encode", "export_run",
+    "foldable_batchnorms",
     "numba_available", "read", "sign_read_batchnorms", "write",
     "write_model",
 ]
 
 
 def write_model(path, layers, variables, mask=None, *, input_shape,
-                meta=None, overwrite=False, bn_threshold=False) -> int:
+                meta=None, overwrite=False, bn_threshold=False,
+                bn_fold=False) -> int:
   """:func:`encode` then :func:`write`; returns the file size in bytes."""
   header, tensors = encode(layers, variables, mask, input_shape=input_shape,
-                           meta=meta, bn_threshold=bn_threshold)
+                           meta=meta, bn_threshold=bn_threshold,
+                           bn_fold=bn_fold)
   return write(path, header, tensors, overwrite=overwrite)
 
 
 def export_run(workdir, out, *, level=None, overwrite=False,
-               bn_threshold=True) -> dict:
+               bn_threshold=True, bn_fold=True) -> dict:
   """Exports a run's newest checkpoint (needs JAX; see ``_from_run.py``)."""
   from experiments.export import _from_run  # pylint: disable=g-import-not-at-top
   return _from_run.export_run(workdir, out, level=level, overwrite=overwrite,
-                              bn_threshold=bn_threshold)
+                              bn_threshold=bn_threshold, bn_fold=bn_fold)

@@ -45,6 +45,31 @@ every float32 x, ties (x == t -> +1) included (``_ops.batchnorm_threshold``
 has the maths).  Readers see the same +-1 after the sign as before, so the
 logits are bit-identical to those of the four-vector file.  Such files are
 format version 2 (``_format.py``); files without it stay version 1.
+
+With ``bn_fold=True`` (``launch.export``'s default), a BatchNorm that
+directly follows a binary-weight dense/conv with real inputs (BinaryConnect:
+``kernel_quantizer`` set, no ``input_quantizer``, the input not a ``sign``
+op's output), that layer being read by nothing else (see
+:func:`foldable_batchnorms`), is stored as one per-channel affine map on
+the layer: the layer's storage gains ``"batchnorm": "folded"`` and its
+tensors are ``kernel_sign`` (and ``kernel_nonzero``) plus::
+
+    scale  float32 (C_out,)   a = gamma / sqrt(var + eps) * alpha
+    shift  float32 (C_out,)   b = beta + gamma / sqrt(var + eps) * (bias - mean)
+
+(``alpha`` the magnitude-aware scaling factor, 1 for plain ``sign``;
+``bias`` the layer's, 0 without one; computed in float64 from the float32
+parameters, rounded once), in place of ``bias`` and ``alpha``; the layer
+outputs ``a * (x . W_b) + b``, W_b the +-1 (or 0) view.  The BatchNorm entry
+stays in the list (its name is what later layers read) with ``"storage":
+{"batchnorm": "folded"}`` and no tensor: the identity.  Two float32 vectors
+instead of the five of bias + four BatchNorm vectors; the logits are the
+unfolded network's up to float32 rounding (not bit-identical: a * (x . W_b)
+rounds differently from ((x . W_b) * alpha + bias - mean) * m + beta).  A
+BatchNorm read only through a sign keeps the exact threshold encoding
+instead; one after a pool, an add, an XNOR layer (binary inputs, where
+the threshold or the exact integer sums matter) or a float layer, or with
+non-finite parameters, stays as it is.  Such files are format version 3.
 """
 from __future__ import annotations
 
@@ -173,8 +198,65 @@ def sign_read_batchnorms(layers: list[dict]) -> set[str]:
           if e["op"] == "batchnorm" and only_signs(e["name"])}
 
 
+def foldable_batchnorms(layers: list[dict]) -> dict[str, str]:
+  """{BatchNorm name: the dense/conv it folds into} for the BatchNorm
+  entries that :func:`encode` with ``bn_fold=True`` stores as one scale
+  and shift: the BatchNorm's only input is a dense/conv with a
+  ``kernel_quantizer`` (a bit-packed kernel), no ``input_quantizer`` and an
+  input that is not a ``sign`` op (real inputs, so not an XNOR layer), and
+  that layer is read by this BatchNorm only.  (BatchNorms of
+  :func:`sign_read_batchnorms` are among them when they qualify; ``encode``
+  gives those the threshold encoding when ``bn_threshold`` is set.)"""
+  by_name = {e["name"]: e for e in layers}
+  readers: dict[str, int] = {}
+  for e in layers:
+    for i in e["inputs"]:
+      readers[i] = readers.get(i, 0) + 1
+  out = {}
+  for e in layers:
+    if e["op"] != "batchnorm" or len(e["inputs"]) != 1:
+      continue
+    src = by_name.get(e["inputs"][0])
+    if (src is None or src["op"] not in ("dense", "conv") or
+        src.get("kernel_quantizer") is None or
+        src.get("input_quantizer") is not None or
+        readers.get(src["name"]) != 1 or len(src["inputs"]) != 1 or
+        by_name.get(src["inputs"][0], {}).get("op") == "sign" or
+        (src["op"] == "conv" and src.get("feature_group_count", 1) != 1)):
+      continue
+    out[e["name"]] = src["name"]
+  return out
+
+
+def _fold(bn_entry, bn_arrays, src_arrays, kernel_quantizer):
+  """(scale, shift) float32 of a BatchNorm folded into the binary layer
+  before it (see the module doc), or None when not finite."""
+  f64 = np.float64
+  mean = np.asarray(bn_arrays["mean"], np.float32).astype(f64)
+  var = np.asarray(bn_arrays["var"], np.float32).astype(f64)
+  c = mean.shape[0]
+  gamma = np.asarray(bn_arrays.get("scale", np.ones(c)), np.float32)
+  beta = np.asarray(bn_arrays.get("bias", np.zeros(c)), np.float32)
+  bias = np.asarray(src_arrays.get("bias", np.zeros(c)), np.float32)
+  with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+    m = gamma.astype(f64) / np.sqrt(var + f64(np.float32(bn_entry[
+        "epsilon"])))
+    a = m
+    if kernel_quantizer == "magnitude_aware_sign":
+      kernel = np.asarray(src_arrays["kernel"], np.float32)
+      alpha = np.abs(kernel).mean(axis=tuple(range(kernel.ndim - 1)),
+                                  dtype=np.float32)  # as _encode_kernel
+      a = m * alpha.astype(f64)
+    b = beta.astype(f64) + m * (bias.astype(f64) - mean)
+    scale, shift = a.astype(np.float32), b.astype(np.float32)
+  if not (np.all(np.isfinite(scale)) and np.all(np.isfinite(shift))):
+    return None
+  return scale, shift
+
+
 def encode(layers: list[dict], variables: dict, mask=None, *,
-           input_shape, meta: dict | None = None, bn_threshold: bool = False
+           input_shape, meta: dict | None = None, bn_threshold: bool = False,
+           bn_fold: bool = False
            ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """(header, tensors) for :func:`_format.write`.
 
@@ -187,6 +269,8 @@ def encode(layers: list[dict], variables: dict, mask=None, *,
     meta: provenance stored verbatim (JSON-serialisable).
     bn_threshold: store the BatchNorms of :func:`sign_read_batchnorms` as
       a per-channel threshold and direction (format version 2).
+    bn_fold: fold the other BatchNorms of :func:`foldable_batchnorms` into
+      their binary layer as one scale and shift (format version 3).
 
   Raises:
     ExportError: a pruned weight is not 0, or a variable is missing.
@@ -196,6 +280,20 @@ def encode(layers: list[dict], variables: dict, mask=None, *,
   masks = _flat_mask(mask)
   out_layers, tensors = [], {}
   thresholds = sign_read_batchnorms(layers) if bn_threshold else set()
+  folds = {}  # source layer name -> (BatchNorm name, scale, shift)
+  for bn, src in (foldable_batchnorms(layers) if bn_fold else {}).items():
+    if bn in thresholds:
+      continue  # the exact threshold (one vector and a bit plane)
+    bn_entry = next(e for e in layers if e["name"] == bn)
+    src_entry = next(e for e in layers if e["name"] == src)
+    ab = _fold(bn_entry, {r: _lookup(variables, p, bn) for r, p in
+                          bn_entry["params"].items()},
+               {r: _lookup(variables, p, src) for r, p in
+                src_entry["params"].items()},
+               src_entry["kernel_quantizer"])
+    if ab is not None:  # else (non-finite): unchanged
+      folds[src] = (bn, *ab)
+  folded_bns = {bn for bn, _, _ in folds.values()}
   for entry in layers:
     e = copy.deepcopy(entry)
     name = e["name"]
@@ -208,6 +306,14 @@ def encode(layers: list[dict], variables: dict, mask=None, *,
       storage, enc = _encode_kernel(e, arrays.pop("kernel"), keep)
       e["storage"] = storage
       roles.update(enc)
+      if name in folds:
+        _, scale, shift = folds[name]
+        e["storage"]["batchnorm"] = "folded"
+        roles.pop("alpha", None)
+        arrays = {"scale": scale, "shift": shift}
+    if name in folded_bns:
+      e["storage"] = {"batchnorm": "folded"}
+      arrays = {}
     if name in thresholds:
       thr = _ops.batchnorm_threshold(
           arrays["mean"], arrays["var"], arrays.get("scale"),

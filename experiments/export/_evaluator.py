@@ -15,7 +15,12 @@ computed shape with the recorded ``"shape"``.  Any failure is a
 ``Model(..., fold_batchnorm=True)`` folds BatchNorm into the preceding
 dense/conv where it is that layer's only reader (not the threshold
 encoding of format version 2, which outputs +-1 and reports
-``sign threshold``).
+``sign threshold``).  A BatchNorm stored folded (format version 3, see
+``_encode.py``) is the identity and reports ``folded into <layer>``; the
+binary-weight layer before it computes ``scale * (x . W_b) + shift``
+(reported ``blas+bn`` / ``csr-...+bn``).  Loading checks that such a layer
+has real inputs, is read only by its folded BatchNorm, and that a folded
+BatchNorm reads such a layer.
 
 ``Model(..., skip_gated=True)`` (the default) makes the float convs
 behind an FBS gate (``gate`` whose g is a ``wta`` output) compute only
@@ -241,6 +246,7 @@ class Model:
       self.layers.append(self._build(e, tensors, shapes, sparse_max_density))
       used.update(e["inputs"])
       shapes[e["name"]] = tuple(e["shape"])
+    self._check_folded()
     unused = [l.name for l in self.layers[:-1] if l.name not in used]
     if unused:
       raise FormatError(f"layers not used by the output: {unused}")
@@ -251,13 +257,30 @@ class Model:
     if self.skip_gated:
       self._plan_skipping()
 
+  def _check_folded(self) -> None:
+    """A layer holding a folded BatchNorm is read by that BatchNorm only
+    (the BatchNorm's side is checked in :meth:`_build`)."""
+    readers: dict[str, list[_Layer]] = {}
+    for l in self.layers:
+      for i in l.inputs:
+        readers.setdefault(i, []).append(l)
+    for l in self.layers:
+      if l.linear is None or l.linear.scale is None:
+        continue
+      r = readers.get(l.name, [])
+      if len(r) != 1 or r[0].kernel != f"folded into {l.name}":
+        raise FormatError(f"layer {l.name!r}: a layer holding a folded "
+                          "batchnorm must be read by that batchnorm only, "
+                          f"it is read by {[x.name for x in r]}")
+
   def _plan_skipping(self) -> None:
     """Convs behind an FBS gate compute only the kept channels
     (``_gating.py``); they report ``skip(out <- wta, in <- wta)``."""
     eligible = {l.name for l in self.layers
                 if l.op == "conv" and l.linear is not None and
                 l.linear.kernel.startswith("blas") and
-                l.linear.groups == 1 and l.linear.quantize is None}
+                l.linear.groups == 1 and l.linear.quantize is None and
+                l.linear.scale is None}
     plan = _gating.find([l.entry for l in self.layers], eligible)
     if plan and self.use_numba:
       _gating.warm_up()
@@ -342,6 +365,11 @@ class Model:
       _linear.check_shapes(e, tensors, in_shape)
       sign_input = any(l.name == ins[0] and l.op == "sign"
                        for l in self.layers)
+      if "batchnorm" in e["storage"]:
+        self._need_version(e, "the folded batchnorm encoding", 3)
+        if e.get("input_quantizer") is not None or sign_input:
+          raise FormatError(f"layer {name!r}: a folded batchnorm needs a "
+                            "layer with real inputs")
       lin = _linear.Linear(e, tensors, in_shape, use_numba=self.use_numba,
                            sparse_max_density=sparse_max_density,
                            sign_input=sign_input)
@@ -353,12 +381,34 @@ class Model:
       st = e.get("storage")
       if st is None:
         return _Layer(e, _batchnorm(e, t), "numpy")
+      if st == {"batchnorm": "folded"}:
+        return self._folded_batchnorm(e, t)
       if st != {"batchnorm": "threshold"}:
         raise FormatError(f"layer {name!r}: unknown batchnorm storage "
                           f"{st!r}")
       return _Layer(e, _threshold_batchnorm(e, t, self.version),
                     "sign threshold")
     return _Layer(e, _simple(e), "numpy")
+
+  def _need_version(self, e, what, version) -> None:
+    if self.version < version:
+      raise FormatError(f"layer {e['name']!r}: {what} needs format version "
+                        f"{version}, the file is version {self.version}")
+
+  def _folded_batchnorm(self, e, t) -> _Layer:
+    """A BatchNorm stored folded into the binary layer it reads: the
+    identity (that layer computes ``scale * (x . W_b) + shift``)."""
+    name = e["name"]
+    self._need_version(e, "the folded batchnorm encoding", 3)
+    if t:
+      raise FormatError(f"layer {name!r}: a folded batchnorm takes no "
+                        f"tensors, got {sorted(t)}")
+    src = next(l for l in self.layers if l.name == e["inputs"][0]) if (
+        e["inputs"][0] != "input") else None
+    if src is None or src.linear is None or src.linear.scale is None:
+      raise FormatError(f"layer {name!r}: a folded batchnorm must read a "
+                        "dense/conv that holds its scale and shift")
+    return _Layer(e, lambda xs: xs[0], f"folded into {src.name}")
 
   def _dry_run(self) -> None:
     """One zero example through the model: computed vs recorded shapes."""

@@ -4,7 +4,7 @@ Layout (all integers little-endian)::
 
     offset  size  field
     0       8     magic b"SBNMODEL"
-    8       4     format version (uint32), 1 or 2 (:data:`VERSIONS`)
+    8       4     format version (uint32), 1, 2 or 3 (:data:`VERSIONS`)
     12      4     flags (uint32), 0
     16      8     header length H (uint64)
     24      8     data length D (uint64)
@@ -27,15 +27,19 @@ section) and ``"meta"`` (free-form provenance: model, dataset, step ...).
 
 Versions.  1: the original encodings.  2: version 1 plus one optional
 encoding, BatchNorm as a per-channel sign threshold (``"storage":
-{"batchnorm": "threshold"}``, see ``_encode.py``); the meaning of every
-version-1 construct is unchanged.  :func:`write` writes the lowest version
-that holds the layers (:func:`required_version`), so files without
-thresholds stay readable by version-1 readers, which refuse version-2
-files with "unsupported format version 2".  Ops and activation kinds
-added to the layer list later (``wta``, ``abs`` for FBS) do not change the
-version: a reader that does not know one refuses the file with "unknown
-op" / "unknown activation", naming the layer.  This reader reads both, and
-refuses a threshold entry in a file that claims version 1.
+{"batchnorm": "threshold"}``, see ``_encode.py``).  3: version 2 plus
+BatchNorm folded into the binary-weight dense/conv with real inputs that
+precedes it (``"storage": {..., "batchnorm": "folded"}`` on both entries:
+the dense/conv holds one per-channel ``scale`` and ``shift``, the BatchNorm
+no tensor).  The meaning of every older construct is unchanged in each
+version.  :func:`write` writes the lowest version that holds the layers
+(:func:`required_version`), so files without the newer encodings stay
+readable by older readers, which refuse newer files with "unsupported
+format version N".  Ops and activation kinds added to the layer list
+later (``wta``, ``abs`` for FBS) do not change the version: a reader that
+does not know one refuses the file with "unknown op" / "unknown
+activation", naming the layer.  This reader reads all three, and refuses
+an encoding in a file that claims a version older than the encoding.
 """
 from __future__ import annotations
 
@@ -49,8 +53,11 @@ from typing import Any
 import numpy as np
 
 MAGIC = b"SBNMODEL"
-VERSION = 2  # the newest version this code reads and writes
-VERSIONS = (1, 2)
+VERSION = 3  # the newest version this code reads and writes
+VERSIONS = (1, 2, 3)
+# The version that introduced each BatchNorm storage (an unknown one: the
+# newest, whose reader refuses it by name).
+BATCHNORM_STORAGE_VERSION = {"threshold": 2, "folded": 3}
 ALIGN = 64
 _PREFIX = struct.Struct("<8sIIQQ")  # magic, version, flags, H, D
 _DIGEST = 32
@@ -71,13 +78,18 @@ def _pad(n: int) -> int:
 
 
 def required_version(layers: Any) -> int:
-  """The lowest format version that holds ``layers``: 2 when an entry
-  uses the BatchNorm threshold encoding, else 1."""
-  if isinstance(layers, list) and any(
-      isinstance(e, dict) and isinstance(e.get("storage"), dict) and
-      "batchnorm" in e["storage"] for e in layers):
-    return 2
-  return 1
+  """The lowest format version that holds ``layers``: 3 when an entry
+  uses the folded BatchNorm encoding, else 2 when one uses the BatchNorm
+  threshold encoding, else 1."""
+  version = 1
+  if isinstance(layers, list):
+    for e in layers:
+      if isinstance(e, dict) and isinstance(e.get("storage"), dict) and (
+          "batchnorm" in e["storage"]):
+        kind = e["storage"]["batchnorm"]
+        version = max(version, BATCHNORM_STORAGE_VERSION.get(
+            kind, VERSION) if isinstance(kind, str) else VERSION)
+  return version
 
 
 def write(path: str, header: dict[str, Any],

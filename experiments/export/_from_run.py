@@ -52,11 +52,14 @@ def _numpy(tree):
 
 
 def export_run(workdir: str, out: str, *, level: int | None = None,
-               overwrite: bool = False, bn_threshold: bool = True) -> dict:
+               overwrite: bool = False, bn_threshold: bool = True,
+               bn_fold: bool = True) -> dict:
   """Exports the newest checkpoint of a run; returns a summary dict.
 
   ``bn_threshold``: BatchNorms read only through a sign are stored as
   per-channel thresholds (format version 2, see ``_encode.py``).
+  ``bn_fold``: the other BatchNorms after a binary-weight layer with real
+  inputs are folded into it as one scale and shift (format version 3).
 
   Raises:
     FileNotFoundError: no config.json, or no checkpoint in the (level)
@@ -100,7 +103,7 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
           "workdir": os.path.abspath(workdir), "exporter": "launch.export"}
   size = write_model(out, layers, variables, mask, input_shape=input_shape,
                      meta=meta, overwrite=overwrite,
-                     bn_threshold=bn_threshold)
+                     bn_threshold=bn_threshold, bn_fold=bn_fold)
   n_m = {row["name"]: row["n_m"] for row in sparsity.summarize(mask)
          if "n_m" in row}
   return {"out": out, "bytes": size, "layers": len(layers), "n_m": n_m,

@@ -15,12 +15,15 @@ Three kernels, chosen per layer when the file is loaded (and reported):
 ``blas``   otherwise: float32 matmul (conv: im2col + matmul).
 
 Binary kernels with real inputs (BinaryConnect) take csr/blas on the
-unpacked view (+-1, 0, times alpha).  The CSR thresholds
-:data:`SPARSE_MAX_DENSITY` (``{"numba": 0.2, "scipy": 0.1}``) are read
-from ``python -m bench.sparse_kernels`` (1024x1024 dense layer, batch 64,
-one thread, CPU time, transposes included): the numba CSR beats BLAS by
-about 5x at density 0.05, 2.8x at 0.1, 1.6x at 0.2 and breaks even near
-0.3; SciPy's by 2.7x at 0.05, 1.5x at 0.1 and loses from 0.2.
+unpacked view (+-1, 0, times alpha).  A layer holding a folded BatchNorm
+(``"batchnorm": "folded"`` in its storage, format version 3) multiplies by
+the +-1 / 0 view and computes ``y * scale + shift`` (reported ``+bn``).
+The CSR thresholds :data:`SPARSE_MAX_DENSITY` (``{"numba": 0.2, "scipy":
+0.1}``) are read from ``python -m bench.sparse_kernels`` (1024x1024 dense
+layer, batch 64, one thread, CPU time, transposes included): the numba CSR
+beats BLAS by about 5x at density 0.05, 2.8x at 0.1, 1.6x at 0.2 and
+breaks even near 0.3; SciPy's by 2.7x at 0.05, 1.5x at 0.1 and loses from
+0.2.
 """
 from __future__ import annotations
 
@@ -73,6 +76,9 @@ class Linear:
     shape = tuple(st["kernel_shape"])
     self.cout = shape[-1]
     self.bias = t.get("bias")
+    self.scale = None  # per-channel factor after the product (folded BN)
+    if st.get("batchnorm") == "folded":
+      self.scale, self.bias = t["scale"], t["shift"]
     self.use_numba = use_numba
     self.quantize = _ops.INPUT_QUANTIZERS[entry.get("input_quantizer")]
     self.in_shape = tuple(in_shape)
@@ -119,6 +125,8 @@ class Linear:
       self.kernel = "blas"
       self.csr = None
       self.matrix = view.reshape(-1, self.cout) if groups == 1 else view
+    if self.scale is not None:
+      self.kernel += "+bn"
 
   def fold_affine(self, mean, mul, add) -> None:
     """Makes this layer compute ``(y - mean) * mul + add`` of its output
@@ -126,7 +134,9 @@ class Linear:
     mul = np.asarray(mul, F32)
     bias = np.zeros(self.cout, F32) if self.bias is None else self.bias
     self.bias = ((bias - mean) * mul + add).astype(F32)
-    if self.kernel.startswith("xnor"):
+    if self.scale is not None:
+      self.scale = (self.scale * mul).astype(F32)
+    elif self.kernel.startswith("xnor"):
       self.alpha = mul if self.alpha is None else (self.alpha * mul).astype(
           F32)
     elif self.csr is not None:
@@ -155,6 +165,8 @@ class Linear:
           lead + (self.cout,))
     else:
       y = self._conv_float(x)
+    if self.scale is not None:
+      y = y * self.scale
     if self.bias is not None:
       y = y + self.bias
     return np.ascontiguousarray(y, F32)
@@ -233,9 +245,25 @@ def check_shapes(entry, tensors, in_shape) -> None:
         shape[2] * g != in_shape[-1] or cout % g):
       raise FormatError(f"layer {name!r}: shape mismatch: kernel {shape} "
                         f"for input {tuple(in_shape)}")
+  kind = st["kernel"]
+  folded = "batchnorm" in st
+  if folded:
+    if st["batchnorm"] != "folded":
+      raise FormatError(f"layer {name!r}: unknown batchnorm storage "
+                        f"{st['batchnorm']!r}")
+    if kind != "bits":
+      raise FormatError(f"layer {name!r}: a folded batchnorm needs a "
+                        f"bit-packed kernel, not {kind!r}")
+    allowed = {"kernel_sign", "kernel_nonzero", "scale", "shift"}
+    if not set(t) <= allowed:
+      raise FormatError(f"layer {name!r}: a layer with a folded batchnorm "
+                        "takes the tensors 'kernel_sign', 'kernel_nonzero', "
+                        f"'scale' and 'shift', got {sorted(t)}")
+    for role in ("scale", "shift"):
+      if not np.all(np.isfinite(need(role, ("float32",), (cout,)))):
+        raise FormatError(f"layer {name!r}: non-finite values in {role!r}")
   if "bias" in t:
     need("bias", ("float32",), (cout,))
-  kind = st["kernel"]
   if kind == "float32":
     need("kernel", ("float32",), shape)
     if "mask" in t:
@@ -264,5 +292,6 @@ def check_shapes(entry, tensors, in_shape) -> None:
                                      shape[-2]):
           raise FormatError(f"layer {name!r}: nonzero padding bits in "
                             f"{role!r}")
-    if entry.get("kernel_quantizer") == "magnitude_aware_sign":
+    if entry.get("kernel_quantizer") == "magnitude_aware_sign" and (
+        not folded):  # else alpha is in the folded scale
       need("alpha", ("float32",), (cout,))
