@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from experiments import data as data_lib
+from experiments import drivers
 from experiments import train
 from experiments.configs import digits_magnitude
 import sparsity
@@ -54,7 +55,7 @@ def trainer_rates(num_steps, pruned):
   with tempfile.TemporaryDirectory() as workdir:
     config = _config(num_steps, pruned)
     config.log_every = WINDOW
-    train.train_and_evaluate(config, workdir)
+    drivers.run(config, workdir)
     with open(f"{workdir}/metrics.jsonl") as f:
       rows = [json.loads(l) for l in f]
   return [r["steps_per_sec"] for r in rows if "steps_per_sec" in r][1:]

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 
 import jax
@@ -55,6 +54,7 @@ import binary
 from experiments import checkpointing
 from experiments import data as data_lib
 from experiments import metrics as metrics_lib
+from experiments import runs
 from experiments import train
 
 
@@ -79,15 +79,10 @@ class IndexedSource:
     return self._source[int(self._indices[index])]
 
 
-def _read_json(path: str):
-  with open(path) as f:
-    return json.load(f)
-
-
 def _save_npy(path: str, array) -> None:
-  tmp = path + ".tmp.npy"
-  np.save(tmp, np.asarray(array))
-  os.replace(tmp, path)
+  """Atomically saves `array` (process 0 only)."""
+  runs.write_with(path, lambda tmp: np.save(tmp, np.asarray(array)),
+                  suffix=".tmp.npy")
 
 
 def member_seed(seed: int, member: int, tag: int) -> int:
@@ -107,7 +102,6 @@ class _Driver:
     self.model = self.engine.model
     self.train_src = self.engine.dataset.splits["train"]
     self.n = len(self.train_src)
-    self.is_main = jax.process_index() == 0
     self.boost = self.bc.ensemble.startswith("boost")
     self.variant = self.bc.ensemble[-1] if self.boost else None
     self._score = jax.jit(lambda p, bs, x: self.model.apply(
@@ -192,9 +186,9 @@ class _Driver:
 
   def run_member(self, k: int) -> dict:
     d = self.member_dir(k)
-    path = os.path.join(d, "result.json")
-    if os.path.exists(path):
-      return _read_json(path)
+    done = runs.read_result(d)
+    if done is not None:
+      return done
     eng = self.member_engine(k)
     state = train.train_phase(
         eng, d, lambda: self.start(k), end_step=self.config.num_steps,
@@ -207,9 +201,9 @@ class _Driver:
            "test_accuracy": float(np.mean(test.argmax(-1) ==
                                           self.labels("test"))),
            "end_step": int(state.step)}
-    if self.is_main:
+    if runs.is_main():
       os.makedirs(d, exist_ok=True)
-      _save_npy(os.path.join(d, "scores_test.npy"), test.astype(np.float32))
+    _save_npy(os.path.join(d, "scores_test.npy"), test.astype(np.float32))
     if self.boost:
       train_scores = self.scores(state.params, state.batch_stats, "train")
       miss = (train_scores.argmax(-1) != self.labels("train")).astype(float)
@@ -218,13 +212,11 @@ class _Driver:
           num_classes=self.engine.dataset.num_classes,
           shrinkage=float(self.bc.shrinkage),
           c_scale=float(self.bc.c_scale) or None)
-      if self.is_main:
-        _save_npy(os.path.join(d, "weights_next.npy"), w)
+      _save_npy(os.path.join(d, "weights_next.npy"), w)
       out.update(alpha=alpha, eps=eps, train_error=float(miss.mean()))
     else:
       out.update(alpha=1.0)
-    if self.is_main:
-      train._write_json(path, out)  # pylint: disable=protected-access
+    runs.write_result(d, out)
     return out
 
   # -- the stacked phase (independent bagging) --------------------------------
@@ -253,9 +245,9 @@ class _Driver:
 
   def run_stacked(self) -> list[dict]:
     d = os.path.join(self.workdir, "stacked")
-    path = os.path.join(d, "result.json")
-    if os.path.exists(path):
-      return _read_json(path)["members"]
+    done = runs.read_result(d)
+    if done is not None:
+      return done["members"]
     config, k = self.config, self.k
     jstep, init, keys, abstract, shardings, sharding = self._stacked_setup()
     mngr = checkpointing.manager(d, keep=config.keep_checkpoints)
@@ -272,7 +264,7 @@ class _Driver:
     seeds = [member_seed(config.seed, i, 1) for i in range(k)]
     writer = metrics_lib.MetricWriter(d, resume_step=step)
     progress = metrics_lib.Progress(step, config.num_steps)
-    if self.is_main:
+    if runs.is_main():
       where = (f", shard_map over {k} devices"
                if isinstance(sharding, NamedSharding) else "")
       print(f"BENN: {k} bagging members trained together (vmap{where}), "
@@ -300,7 +292,7 @@ class _Driver:
             "train_loss": float(losses.mean()),
             "train_accuracy": float(np.mean([v["accuracy"] for v in vals])),
             "steps_per_sec": rate})
-        if self.is_main:
+        if runs.is_main():
           print(progress.line(step, float(losses.mean()), rate, eta),
                 flush=True)
         pending = []
@@ -313,9 +305,8 @@ class _Driver:
     members = [{"member": i, "alpha": 1.0, "end_step": step,
                 "test_accuracy": float(np.mean(test[i].argmax(-1) == labels))}
                for i in range(k)]
-    if self.is_main:
-      _save_npy(os.path.join(d, "scores_test.npy"), test.astype(np.float32))
-      train._write_json(path, {"members": members})  # pylint: disable=protected-access
+    _save_npy(os.path.join(d, "scores_test.npy"), test.astype(np.float32))
+    runs.write_result(d, {"members": members})
     return members
 
   # -- the loop ---------------------------------------------------------------
@@ -395,10 +386,8 @@ def plot(summary: dict, path: str) -> None:
   ax.set_title(f"BENN {b['ensemble']} ({b['mode']})")
   ax.legend()
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp)
+  runs.write_with(path, fig.savefig, suffix=".tmp.png")
   plt.close(fig)
-  os.replace(tmp, path)
 
 
 def run(config, workdir: str) -> dict:
@@ -407,16 +396,15 @@ def run(config, workdir: str) -> dict:
   Raises `config_check.ConfigError` for a bad config or a workdir of
   another config (nothing is written then).
   """
-  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
-  summary = train._stored_summary(workdir)  # pylint: disable=protected-access
+  summary = runs.open_run(config, workdir)
   if summary is None:
     summary = _Driver(config, workdir).run()
-    if jax.process_index() == 0:
-      train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
-      with open(os.path.join(workdir, "benn.md"), "w") as f:
-        f.write(format_table(summary, markdown=True))
+    runs.write_text(os.path.join(workdir, "benn.md"),
+                    format_table(summary, markdown=True))
+    if runs.is_main():
       plot(summary, os.path.join(workdir, "benn.png"))
-  if jax.process_index() == 0:
+    runs.write_summary(workdir, summary)  # last: marks the run finished
+  if runs.is_main():
     print(format_table(summary), flush=True)
   return summary
 

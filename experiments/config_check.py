@@ -6,13 +6,13 @@ first problem it finds; `launch.train` prints that one line and exits 2.
 from __future__ import annotations
 
 from experiments import data as data_lib
+from experiments import drivers
+from experiments import errors
 from experiments import models as models_lib
 from experiments import optimizers
 from experiments import pruning
 
-
-class ConfigError(ValueError):
-  """A config field has a bad value; the message names the field."""
+ConfigError = errors.ConfigError  # re-exported: every caller catches this
 
 
 def _require(cond: bool, field: str, problem: str) -> None:
@@ -31,30 +31,13 @@ def _choice(value, choices, field: str) -> None:
            f"unknown value {value!r}; choose one of: {', '.join(choices)}")
 
 
-# The sections that select a driver; a config has at most one of them.
-METHOD_SECTIONS = ("lottery", "gradcount", "benn", "mainsub", "repr",
-                   "filterprune", "fbs")
-
-
-def method_section(config) -> str | None:
-  """The config's method section (None for a plain run).
-
-  Raises ConfigError naming both sections when there are two or more: a
-  second section would otherwise be silently ignored by the driver of the
-  first.
-  """
-  present = [s for s in METHOD_SECTIONS if s in config]
-  if len(present) > 1:
-    raise ConfigError(
-        f"config.{present[0]}, config.{present[1]}: a config has at most "
-        f"one method section; {present[0]!r} and {present[1]!r} cannot be "
-        f"combined (remove one)")
-  return present[0] if present else None
-
-
 def validate(config, *, device_count: int | None = None) -> None:
-  """Raises ConfigError for the first bad field of a training config."""
-  method_section(config)
+  """Raises ConfigError for the first bad field of a training config.
+
+  First the one-method-section rule (``drivers.section_of``), then every
+  field.
+  """
+  drivers.section_of(config)
   _choice(config.dataset, tuple(data_lib.DATASETS), "dataset")
   _choice(config.model, tuple(models_lib.MODELS), "model")
   _choice(config.optimizer, optimizers.OPTIMIZERS, "optimizer")

@@ -1,4 +1,4 @@
-r"""FBS runs: MAC accounting of the dynamic gates and the run driver.
+r"""FBS: MAC accounting of the dynamic gates (the library the loop uses).
 
 Gao et al., "Dynamic Channel Pruning: Feature Boosting and Suppression",
 ICLR 2019 (the layer is ``experiments.models.FBSConv``, the pure functions
@@ -48,29 +48,13 @@ is 1 + overhead (not 1) when nothing is skipped; ``macs_overhead_fraction``
 is the predictors' share alone.  Both are averaged over the examples of
 the evaluated split.
 
-The run
--------
-:func:`run` is what ``launch.train`` calls for a config with an ``fbs``
-section: one ``train.train_phase`` over [0, num_steps) (plain SGD with
-momentum in the shipped configs), then the test set; ``summary.json``
-``"final"`` adds ``macs_fraction`` and ``macs_overhead_fraction``, and
-``"fbs_layers"`` holds the per-layer table (dense MACs, mean executed MACs,
-fraction, mean kept output channels), printed at the end.
-``fbs.init_from`` names the workdir of a finished run of the same model
-(e.g. the d = 1 run): its params and batch_stats are the start instead of
-a random init (step 0, fresh optimizer state).
+The run driver is ``experiments.fbs_run``.
 """
 from __future__ import annotations
 
-import json
-import os
-
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
-
-from experiments import config_check
 
 from experiments.structured import ZERO_PRESERVING
 
@@ -250,103 +234,3 @@ def format_layer_table(rows: list, metrics: dict) -> str:
                f"{metrics['macs_fraction']:>8.4f}   (overhead "
                f"{metrics['macs_overhead_fraction']:.4f})")
   return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- start --
-def _finished(workdir: str) -> str:
-  """`workdir` expanded, or a ConfigError naming fbs.init_from."""
-  path = os.path.expanduser(workdir)
-  if not os.path.exists(os.path.join(path, "summary.json")) or not (
-      os.path.exists(os.path.join(path, "config.json"))):
-    raise config_check.ConfigError(
-        f"config.fbs.init_from: no finished run in {workdir!r} (needs "
-        "summary.json and config.json)")
-  return path
-
-
-def load_start(engine, init_from: str):
-  """The params and batch_stats of the finished run in `init_from`, checked
-  against `engine`'s model (ConfigError naming fbs.init_from otherwise)."""
-  from experiments import train  # pylint: disable=g-import-not-at-top
-  path = _finished(init_from)
-  with open(os.path.join(path, "config.json")) as f:
-    src_config = ml_collections.ConfigDict(json.load(f))
-  try:
-    src = train.load_state(src_config, path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise config_check.ConfigError(
-        f"config.fbs.init_from: cannot load {init_from!r}: "
-        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-    ) from e
-  want = {"params": engine.abstract.params,
-          "batch_stats": engine.abstract.batch_stats}
-  got = {"params": src.params, "batch_stats": src.batch_stats}
-  shapes = lambda t: jax.tree.map(lambda x: tuple(x.shape), t)
-  if (jax.tree.structure(want) != jax.tree.structure(got)
-      or shapes(want) != shapes(got)):
-    raise config_check.ConfigError(
-        f"config.fbs.init_from: the params/batch_stats of {init_from!r} "
-        f"({src_config.get('model')}) do not match model "
-        f"{engine.config.model!r}")
-  return jax.device_get(got)
-
-
-# ------------------------------------------------------------------ run --
-def run(config, workdir: str) -> dict:
-  """Trains and evaluates an FBS config; returns the summary dict."""
-  from experiments import train  # pylint: disable=g-import-not-at-top
-  from experiments import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
-  is_main = jax.process_index() == 0
-  summary = train.finished_run(config, workdir, format_result)
-  if summary is not None:
-    return summary
-  init_from = config.fbs.get("init_from", "") or ""
-  if init_from:
-    _finished(init_from)
-  engine = train.Engine(config)
-  loaded = load_start(engine, init_from) if init_from else None
-  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
-  if is_main:
-    print(f"FBS: density {engine.model.density}, saliency L1 "
-          f"{engine.model.saliency_l1}, start {init_from or 'random init'}",
-          flush=True)
-
-  def start():
-    state = engine.init(jax.random.PRNGKey(config.seed))
-    if loaded is None:
-      return state
-    params = jax.tree.map(jnp.asarray, loaded["params"])
-    return state.replace(params=params,
-                         batch_stats=jax.tree.map(jnp.asarray,
-                                                  loaded["batch_stats"]),
-                         opt_state=engine.run.tx.init(params))
-
-  state = train.train_phase(engine, workdir, start,
-                            end_step=config.num_steps, data_seed=config.seed,
-                            checkpoint_start=loaded is not None)
-  with jax.set_mesh(engine.mesh):
-    test = engine.evaluate(state.params, state.batch_stats, "test")
-  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
-  writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
-  writer.close()
-  summary = train._summary(config, engine.dataset, state, test)  # pylint: disable=protected-access
-  summary["final"]["macs_fraction"] = test["macs_fraction"]
-  summary["final"]["macs_overhead_fraction"] = test["macs_overhead_fraction"]
-  summary["fbs_layers"] = layer_table(engine.macs_plan, test)
-  summary["fbs"] = {"density": float(engine.model.density),
-                    "saliency_l1": float(engine.model.saliency_l1),
-                    "init_from": init_from}
-  summary["model_summary"] = train._model_summary(engine, state)  # pylint: disable=protected-access
-  if is_main:
-    train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
-    print(format_result(summary), flush=True)
-  return summary
-
-
-def format_result(summary: dict) -> str:
-  """The end-of-run text: the trainer's table, then the MAC table."""
-  from experiments import train  # pylint: disable=g-import-not-at-top
-  f = summary["final"]
-  return "\n".join([train.format_result(summary), format_layer_table(
-      summary["fbs_layers"], f)])
-

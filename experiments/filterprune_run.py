@@ -1,6 +1,6 @@
 """Filter-pruning driver: FPGM, Network Slimming, and the scratch baselines.
 
-`run(config, workdir)` is what `train.train_and_evaluate` calls for a config
+`run(config, workdir)` is what `experiments.drivers.run` calls for a config
 with a `filterprune` section. Every stage is a checkpointed phase
 (`train.train_phase`) on one `train.Engine`, so a killed run resumes in the
 phase it was in:
@@ -82,6 +82,7 @@ from experiments import data as data_lib
 from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
+from experiments import runs
 from experiments import scratch
 from experiments import structured
 from experiments import train
@@ -96,7 +97,6 @@ class _Driver:
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
     self.fp = config.filterprune
-    self.is_main = jax.process_index() == 0
     base = train.build(config)
     self.input_shape = base.dataset.input_shape
     self.layers = models_lib.layer_list(base.model, self.input_shape)
@@ -228,7 +228,7 @@ class _Driver:
     """One line of train/events.jsonl: which filters the selection zeroes,
     how many of them the previous selection did not (newly selected), and
     how many that the previous selection zeroed it leaves free (revived)."""
-    if not self.is_main:
+    if not runs.is_main():
       return
     path = self.events_path()
     earlier = [e for e in metrics_lib.read_events(path) if e["step"] < step]
@@ -309,7 +309,7 @@ class _Driver:
     keep = self.kept_filters(final)
     macs = structured.structured_macs(self.layers, keep,
                                       input_shape=self.input_shape)
-    summary = train._summary(self.config, self.engine.dataset, final, test)  # pylint: disable=protected-access
+    summary = train.base_summary(self.config, self.engine.dataset, final, test)
     summary["final"]["macs_fraction"] = macs["macs_fraction"]
     summary["structured"] = {
         "method": fp.method, "pruned_layers": self.pruned,
@@ -403,7 +403,8 @@ def run(config, workdir: str) -> dict:
   Raises `config_check.ConfigError` for a bad config or a workdir of
   another config (nothing is written then).
   """
-  summary = train.finished_run(config, workdir, format_result)
+  summary = runs.open_run(config, workdir, format_fn=format_result,
+                          create_now=False)
   if summary is not None:
     return summary
   driver = _Driver(config, workdir)
@@ -413,9 +414,9 @@ def run(config, workdir: str) -> dict:
     raise config_check.ConfigError(
         f"config.filterprune.layers: {config.model} has no {what} to prune "
         "(check filterprune.layers / filterprune.exclude)")
-  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+  runs.create(config, workdir)
   summary = driver.run()
-  if jax.process_index() == 0:
-    train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
+  runs.write_summary(workdir, summary)
+  if runs.is_main():
     print(format_result(summary), flush=True)
   return summary

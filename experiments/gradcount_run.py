@@ -63,6 +63,7 @@ from experiments import config_check
 from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
+from experiments import runs
 from experiments import scratch
 from experiments import segmentation
 from experiments import structured
@@ -196,7 +197,7 @@ def make_event_fn(config, setup: _Setup, target: float, workdir: str):
       jax.lax.cond(reset, sparsity.reset_counts, lambda o: o, opt)))
 
   def log(step: int, mask, params, what: str) -> None:
-    if jax.process_index() != 0:
+    if not runs.is_main():
       return
     metrics_lib.write_event(
         os.path.join(workdir, "events.jsonl"),
@@ -263,19 +264,19 @@ def control_target(config) -> float:
 def run(config, workdir: str) -> dict:
   """Trains a gradcount / l1 / magnitude run in `workdir`; the summary."""
   # Everything that can refuse the run does so before anything is written.
-  is_main = jax.process_index() == 0
-  summary = train.finished_run(config, workdir, train.format_result)
+  summary = runs.open_run(config, workdir, format_fn=train.format_result,
+                          create_now=False)
   if summary is not None:
     return summary
   target = control_target(config)
-  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+  runs.create(config, workdir)
   gc = config.gradcount
   setup = _Setup(config)
   engine = setup.engine
   events = sparsity.composite_schedule(
       int(gc.warmup_steps), int(gc.joint_steps), int(gc.window),
       int(gc.redundancy_every))
-  if is_main:
+  if runs.is_main():
     print(f"gradcount driver: method {gc.method}, target sparsity "
           f"{target:.4f}, {len(events)} events, filter-removable layers: "
           f"{len(setup.removable)}", flush=True)
@@ -289,7 +290,7 @@ def run(config, workdir: str) -> dict:
   writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
   writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
   writer.close()
-  summary = train._summary(config, engine.dataset, state, test)  # pylint: disable=protected-access
+  summary = train.base_summary(config, engine.dataset, state, test)
   if engine.task == "segmentation":
     summary.update(train.segmentation_summary(engine, state, test))
   else:
@@ -309,8 +310,8 @@ def run(config, workdir: str) -> dict:
         macs_fraction=macs["macs_fraction"], make_tx=make_tx,
         max_factor=float(gc.get("scratch_b_max_factor", 0.0)),
         tx_e=engine.run.tx)
-  if is_main:
-    train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
+  runs.write_summary(workdir, summary)
+  if runs.is_main():
     print(train.format_result(summary), flush=True)
     if "layer_report" in summary:
       print(segmentation.format_layer_report(summary["layer_report"]),

@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from experiments import checkpointing
 from experiments import config_check
 from experiments import lottery_report
+from experiments import runs
 from experiments import train
 import lottery
 import sparsity
@@ -57,11 +56,6 @@ def level_dir(workdir: str, level: int) -> str:
   return os.path.join(workdir, f"level_{level:02d}")
 
 
-def _read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
-
-
 def _trunk_config(config_dict: dict) -> dict:
   out = json.loads(json.dumps(config_dict))
   for field in BRANCH_FIELDS:
@@ -74,18 +68,8 @@ def _check_workdir(config, workdir: str) -> None:
   """Refuses a workdir of another trunk; checks `trunk="existing"`."""
   path = os.path.join(workdir, "config.json")
   lcfg = config.lottery
-  if os.path.exists(path):
-    stored, new = _read_json(path), train._config_json(config)  # pylint: disable=protected-access
-    a, b = _trunk_config(stored), _trunk_config(new)
-    if a != b:
-      diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-      if diff == ["lottery"]:
-        diff = sorted(f"lottery.{k}" for k in set(a["lottery"]) |
-                      set(b["lottery"])
-                      if a["lottery"].get(k) != b["lottery"].get(k))
-      raise train.WorkdirError(
-          f"workdir {workdir} holds a lottery run of another config "
-          f"(differs in: {', '.join(diff)}); use a new --workdir")
+  runs.check_workdir(config, workdir, compare=_trunk_config,
+                     what="a lottery run")
   if lcfg.trunk == "existing":
     missing = [lv for lv in range(lcfg.levels + 1)
                if not os.path.exists(os.path.join(level_dir(workdir, lv),
@@ -106,7 +90,6 @@ class _Driver:
     self.config, self.workdir = config, workdir
     self.lcfg = config.lottery
     self.engine = train.Engine(config)
-    self.is_main = jax.process_index() == 0
     self._txs: dict = {}
     self._init_state = None
     self._rewind_state = None
@@ -246,9 +229,9 @@ class _Driver:
   def result(self, phase_dir: str, state, level: int, data_seed: int,
              **extra) -> dict:
     """Writes and returns `phase_dir/result.json` (the phase's figures)."""
-    path = os.path.join(phase_dir, "result.json")
-    if os.path.exists(path):
-      return _read_json(path)
+    done = runs.read_result(phase_dir)
+    if done is not None:
+      return done
     with open(os.path.join(phase_dir, "metrics.jsonl")) as f:
       rows = [json.loads(line) for line in f if line.strip()]
     evals = [r for r in rows if "val_loss" in r]
@@ -267,15 +250,14 @@ class _Driver:
            "data_seed": int(data_seed),
            "layers": sparsity.summarize(state.mask),
            **extra}
-    if self.is_main:
-      train._write_json(path, out)  # pylint: disable=protected-access
+    runs.write_result(phase_dir, out)
     return out
 
   def run_level(self, level: int) -> dict:
     d = level_dir(self.workdir, level)
-    path = os.path.join(d, "result.json")
-    if os.path.exists(path):
-      return _read_json(path)
+    done = runs.read_result(d)
+    if done is not None:
+      return done
     seed = self.data_seed(level)
     label = (f"Level {level}/{self.lcfg.levels} (ticket, reset "
              f"{self.lcfg.reset if level else 'dense'})")
@@ -293,9 +275,9 @@ class _Driver:
   def run_control(self, level: int, name: str, s: int) -> dict:
     d = os.path.join(level_dir(self.workdir, level), "controls",
                      f"{name}_{s}")
-    path = os.path.join(d, "result.json")
-    if os.path.exists(path):
-      return _read_json(path)
+    done = runs.read_result(d)
+    if done is not None:
+      return done
     key = jax.random.PRNGKey(lottery.derive_seed(
         self.config.seed, 2, level, _CONTROL_TAG[name], s))
     ticket_mask = jax.device_get(self.final_state(level).mask)
@@ -320,9 +302,9 @@ class _Driver:
 
   def run_instability(self, level: int) -> dict:
     d = os.path.join(level_dir(self.workdir, level), "instability")
-    path = os.path.join(d, "result.json")
-    if os.path.exists(path):
-      return _read_json(path)
+    done = runs.read_result(d)
+    if done is not None:
+      return done
     ticket = self.final_state(level)
     finals, seeds = [], []
     for c in (0, 1):
@@ -345,8 +327,7 @@ class _Driver:
                               (b.params, b.batch_stats), error,
                               num_points=int(self.lcfg.instability_points))
     out.update(level=level, data_seeds=seeds)
-    if self.is_main:
-      train._write_json(path, out)  # pylint: disable=protected-access
+    runs.write_result(d, out)
     return out
 
   # -- the loop ------------------------------------------------------------
@@ -371,26 +352,23 @@ class _Driver:
   def summary(self) -> dict:
     levels = []
     for level in range(self.lcfg.levels + 1):
-      r = _read_json(os.path.join(level_dir(self.workdir, level),
-                                  "result.json"))
-      ipath = os.path.join(level_dir(self.workdir, level), "instability",
-                           "result.json")
-      if os.path.exists(ipath):
-        r["instability"] = _read_json(ipath)["instability"]
+      r = runs.read_result(level_dir(self.workdir, level))
+      inst = runs.read_result(os.path.join(level_dir(self.workdir, level),
+                                           "instability"))
+      if inst is not None:
+        r["instability"] = inst["instability"]
       levels.append(r)
     controls = {}
     for name in CONTROLS:
       rows = []
       for level in range(1, self.lcfg.levels + 1):
         d = os.path.join(level_dir(self.workdir, level), "controls")
-        runs = []
-        s = 0
-        while os.path.exists(os.path.join(d, f"{name}_{s}", "result.json")):
-          runs.append(_read_json(os.path.join(d, f"{name}_{s}",
-                                              "result.json")))
-          s += 1
-        if runs:
-          rows.append(lottery_report.mean_over_seeds(runs))
+        seeds = []
+        while (r := runs.read_result(
+            os.path.join(d, f"{name}_{len(seeds)}"))) is not None:
+          seeds.append(r)
+        if seeds:
+          rows.append(lottery_report.mean_over_seeds(seeds))
       if rows:
         controls[name] = rows
     last = levels[-1]
@@ -420,19 +398,15 @@ def run(config, workdir: str) -> dict:
   trunk, or `lottery.trunk = "existing"` without a finished trunk; nothing
   is written in those cases.
   """
-  config_check.validate(config, device_count=jax.device_count())
+  runs.validate(config)
   _check_workdir(config, workdir)
   run_ = build_driver(config, workdir)
   config_check.validate_lottery_layers(
       config, run_.engine.abstract.mask)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    if not os.path.exists(os.path.join(workdir, "config.json")):
-      train._write_json(os.path.join(workdir, "config.json"),  # pylint: disable=protected-access
-                        train._config_json(config))  # pylint: disable=protected-access
+  runs.create(config, workdir)
   summary = run_.run()
-  if jax.process_index() == 0:
-    train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
+  runs.write_summary(workdir, summary)
+  if runs.is_main():
     lottery_report.write_reports(summary, workdir)
     print(lottery_report.format_table(summary), flush=True)
   return summary

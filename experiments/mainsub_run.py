@@ -52,7 +52,6 @@ Adam state per stage.
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -64,20 +63,11 @@ import binary
 from experiments import config_check
 from experiments import models as models_lib
 from experiments import optimizers
+from experiments import runs
 from experiments import scratch
 from experiments import structured
 from experiments import train
 import sparsity
-
-
-def _read_json(path: str):
-  with open(path) as f:
-    return json.load(f)
-
-
-def _done(d: str):
-  path = os.path.join(d, "result.json")
-  return _read_json(path) if os.path.exists(path) else None
 
 
 def _main_tx(config):
@@ -127,7 +117,6 @@ class _Driver:
             f"config.mainsub.layers: {name!r} is not a binary conv of the "
             f"model (binary convs: {', '.join(names)})")
     self.layers = [n for n in names if n in chosen]  # bottom-up
-    self.is_main = jax.process_index() == 0
 
   # -- directories and finished states ---------------------------------------
   def d(self, *parts) -> str:
@@ -176,7 +165,7 @@ class _Driver:
 
   def run_sub(self, i: int, name: str) -> dict:
     d = self.sub_dir(i)
-    done = _done(d)
+    done = runs.read_result(d)
     if done is not None:
       return done
     eng = self.sub_engine(name)
@@ -205,8 +194,7 @@ class _Driver:
            "kept": int(keep.sum()), "kept_fraction": float(keep.mean()),
            "keep": keep.astype(int).tolist(),
            "sub_test_accuracy": self.test(eng, state)["accuracy"]}
-    if self.is_main:
-      train._write_json(os.path.join(d, "result.json"), out)  # pylint: disable=protected-access
+    runs.write_result(d, out)
     return out
 
   # -- the main stage ---------------------------------------------------------
@@ -229,7 +217,7 @@ class _Driver:
 
   def run_main(self, i: int, name: str, sub: dict) -> dict:
     d = self.main_dir(i)
-    done = _done(d)
+    done = runs.read_result(d)
     if done is not None:
       return done
 
@@ -245,8 +233,7 @@ class _Driver:
     test = self.test(self.engine, state)
     out = {"layer": name, "index": i, "test_accuracy": test["accuracy"],
            "test_loss": test["loss"], "end_step": int(state.step)}
-    if self.is_main:
-      train._write_json(os.path.join(d, "result.json"), out)  # pylint: disable=protected-access
+    runs.write_result(d, out)
     return out
 
   # -- controls ---------------------------------------------------------------
@@ -268,7 +255,7 @@ class _Driver:
 
   def run_control(self, name: str, subs: list) -> dict:
     d = self.d("controls", name)
-    done = _done(d)
+    done = runs.read_result(d)
     if done is not None:
       return done
     keeps = self.control_keeps(name, subs)
@@ -287,14 +274,13 @@ class _Driver:
            "filters_remaining_fraction": kept / max(total, 1),
            "kept": {k: int(v.sum()) for k, v in keeps.items()},
            "end_step": int(state.step)}
-    if self.is_main:
-      train._write_json(os.path.join(d, "result.json"), out)  # pylint: disable=protected-access
+    runs.write_result(d, out)
     return out
 
   # -- the loop ---------------------------------------------------------------
   def run(self) -> dict:
     d = self.d("main")
-    main = _done(d)
+    main = runs.read_result(d)
     if main is None:
       state = train.train_phase(
           self.engine, d,
@@ -304,8 +290,7 @@ class _Driver:
       test = self.test(self.engine, state)
       main = {"test_accuracy": test["accuracy"], "test_loss": test["loss"],
               "end_step": int(state.step)}
-      if self.is_main:
-        train._write_json(os.path.join(d, "result.json"), main)  # pylint: disable=protected-access
+      runs.write_result(d, main)
     subs, mains = [], []
     for i, name in enumerate(self.layers):
       subs.append(self.run_sub(i, name))
@@ -398,17 +383,14 @@ def run(config, workdir: str) -> dict:
   Raises `config_check.ConfigError` for a bad config or a workdir of
   another config (nothing is written then).
   """
-  config_check.validate(config, device_count=jax.device_count())
-  train._check_workdir(config, workdir)  # pylint: disable=protected-access
-  summary = train._stored_summary(workdir)  # pylint: disable=protected-access
+  summary = runs.open_run(config, workdir, create_now=False)
   if summary is None:
     driver = _Driver(config, workdir)  # may refuse mainsub.layers
-    train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+    runs.create(config, workdir)
     summary = driver.run()
-    if jax.process_index() == 0:
-      train._write_json(os.path.join(workdir, "summary.json"), summary)  # pylint: disable=protected-access
-      with open(os.path.join(workdir, "mainsub.md"), "w") as f:
-        f.write(format_table(summary, markdown=True))
-  if jax.process_index() == 0:
+    runs.write_text(os.path.join(workdir, "mainsub.md"),
+                    format_table(summary, markdown=True))
+    runs.write_summary(workdir, summary)  # last: marks the run finished
+  if runs.is_main():
     print(format_table(summary), flush=True)
   return summary

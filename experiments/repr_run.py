@@ -1,6 +1,6 @@
 """The RePr driver: cycles of full training, a sub-network and re-init.
 
-`run(config, workdir)` is what `train.train_and_evaluate` calls for a config
+`run(config, workdir)` is what `experiments.drivers.run` calls for a config
 with a `repr` section. With S1 = `repr.s1_steps`, S2 = `repr.s2_steps`,
 N = `repr.cycles` and T = `num_steps`, cycle c (t_c = c * (S1 + S2)) is two
 checkpointed phases (`train.train_phase`) on one `train.Engine`:
@@ -28,9 +28,7 @@ twin with the same number of steps.
 """
 from __future__ import annotations
 
-import json
 import os
-from typing import Any
 
 import jax
 import numpy as np
@@ -38,13 +36,9 @@ import numpy as np
 from experiments import config_check
 from experiments import models as models_lib
 from experiments import optimizers
+from experiments import runs
 from experiments import train
 import sparsity
-
-
-def _read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
 
 
 class _Driver:
@@ -53,7 +47,6 @@ class _Driver:
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
     self.rc = config.repr
-    self.is_main = jax.process_index() == 0
     base = train.build(config)
     layers = models_lib.layer_list(base.model, base.dataset.input_shape)
     self.groups = sparsity.channel_groups(layers)
@@ -154,9 +147,9 @@ class _Driver:
   # -- the loop ---------------------------------------------------------------
   def run_cycle(self, c: int) -> dict:
     d = self.cycle_dir(c)
-    path = os.path.join(d, "result.json")
-    if os.path.exists(path):
-      return _read_json(path)
+    done = runs.read_result(d)
+    if done is not None:
+      return done
     s1, s2, n = int(self.rc.s1_steps), int(self.rc.s2_steps), self.rc.cycles
     full = self.phase(os.path.join(d, "full"), lambda: self.start(c),
                       self.t(c) + s1, f"RePr cycle {c + 1}/{n}: full network")
@@ -184,8 +177,7 @@ class _Driver:
             "after_reinit": self.evaluate(self.engine.place(reinit_state)),
         },
     }
-    if self.is_main:
-      train._write_json(path, out)  # pylint: disable=protected-access
+    runs.write_result(d, out)
     return out
 
   def run(self) -> dict:
@@ -197,7 +189,7 @@ class _Driver:
                        "Standard training (repr.cycles = 0)")
     with jax.set_mesh(self.engine.mesh):
       test = self.engine.evaluate(state.params, state.batch_stats, "test")
-    summary = train._summary(self.config, self.engine.dataset, state, test)  # pylint: disable=protected-access
+    summary = train.base_summary(self.config, self.engine.dataset, state, test)
     summary["cycles"] = cycles
     summary["repr"] = {"s1_steps": int(self.rc.s1_steps),
                        "s2_steps": int(self.rc.s2_steps),
@@ -251,19 +243,19 @@ def run(config, workdir: str) -> dict:
   Raises `config_check.ConfigError` for a bad config or a workdir of
   another config (nothing is written then).
   """
-  summary = train.finished_run(config, workdir, format_cycles)
+  summary = runs.open_run(config, workdir, format_fn=format_cycles,
+                          create_now=False)
   if summary is not None:
     return summary
-  path = os.path.join(workdir, "summary.json")
   driver = _Driver(config, workdir)
   if int(config.repr.cycles) > 0 and not driver.ranked:
     raise config_check.ConfigError(
         f"config.model: {config.model} has no conv layer for RePr to rank "
         f"(conv layers: {driver.convs}; the first is excluded unless "
         "repr.exclude_first=False, and repr.exclude removes more)")
-  train._prepare_workdir(config, workdir)  # pylint: disable=protected-access
+  runs.create(config, workdir)
   summary = driver.run()
-  if jax.process_index() == 0:
-    train._write_json(path, summary)  # pylint: disable=protected-access
+  runs.write_summary(workdir, summary)
+  if runs.is_main():
     print(format_cycles(summary), flush=True)
   return summary

@@ -1,4 +1,4 @@
-"""The trainer: `train_and_evaluate(config, workdir)`, one readable file.
+"""The trainer library and the plain run (`run(config, workdir)`).
 
 Sections, top to bottom: workdir, mesh, input, model and optimizer, steps,
 checkpoint (restore first, then init), the loop with pruning events, evals,
@@ -13,7 +13,6 @@ GPU box or several processes under `jax.distributed`.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, NamedTuple
 
@@ -32,13 +31,13 @@ from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
 from experiments import pruning
+from experiments import runs
 from experiments import segmentation
 import binary
 import sparsity
 
 
-class WorkdirError(config_check.ConfigError):
-  """The workdir holds another config's run."""
+WorkdirError = runs.WorkdirError  # re-exported: the workdir protocol owns it
 
 
 class NonFiniteLossError(RuntimeError):
@@ -56,34 +55,6 @@ class TrainState:
   rng: jax.Array           # raw uint32[2] key; per step fold_in(rng, step)
 
 
-def _config_json(config) -> dict:
-  return json.loads(config.to_json())
-
-
-# ---------------------------------------------------------------- workdir --
-def _check_workdir(config, workdir: str) -> None:
-  """Refuses a workdir that holds a run of a different config."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    stored = json.load(f)
-  new = _config_json(config)
-  if stored != new:
-    diff = sorted(k for k in set(stored) | set(new)
-                  if stored.get(k) != new.get(k))
-    raise WorkdirError(
-        f"workdir {workdir} holds a run of another config (differs in: "
-        f"{', '.join(diff)}); use a new --workdir")
-
-
-def _write_json(path: str, obj) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
-
-
 # ------------------------------------------------------------------ steps --
 LOSSES = ("cross_entropy", "squared_hinge")
 
@@ -98,7 +69,7 @@ def _losses(logits, labels, kind: str):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def _loss_fn(model, params, batch_stats, batch, train: bool,
+def loss_fn(model, params, batch_stats, batch, train: bool,
              loss: str = "cross_entropy", rng=None, collect: tuple = ()):
   """Per-example losses and (logits, new batch_stats); with `collect` (eval
   only, e.g. ("fbs_gates",)) also the sown collections. In training, FBS
@@ -143,13 +114,13 @@ def make_train_step(model, tx, loss: str = "cross_entropy"):
   def train_step(state: TrainState, batch):
     rng = jax.random.fold_in(state.rng, state.step)
 
-    def loss_fn(params):
-      losses, aux = _loss_fn(model, params, state.batch_stats, batch, True,
-                             loss, rng)
+    def mean_loss(params):
+      losses, aux = loss_fn(model, params, state.batch_stats, batch, True,
+                            loss, rng)
       return losses.mean(), aux
 
     (l, (logits, batch_stats)), grads = jax.value_and_grad(
-        loss_fn, has_aux=True)(state.params)
+        mean_loss, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params,
                                    mask=state.mask)
     params = optax.apply_updates(state.params, updates)
@@ -174,10 +145,10 @@ def make_eval_step(model, loss: str = "cross_entropy",
 
   def eval_step(params, batch_stats, batch):
     if macs_plan is None:
-      losses, (logits, _) = _loss_fn(model, params, batch_stats, batch,
+      losses, (logits, _) = loss_fn(model, params, batch_stats, batch,
                                      False, loss)
     else:
-      losses, (logits, _, sown) = _loss_fn(
+      losses, (logits, _, sown) = loss_fn(
           model, params, batch_stats, batch, False, loss,
           collect=("fbs_gates",))
     w = batch["weight"]
@@ -197,7 +168,7 @@ def make_eval_step(model, loss: str = "cross_entropy",
   return eval_step
 
 
-def _to_global(local_batch: dict, sharding) -> dict:
+def to_global(local_batch: dict, sharding) -> dict:
   """This process's rows as one global batch sharded on 'data'.
 
   With a single process the NumPy arrays go straight to the jitted step,
@@ -215,7 +186,7 @@ def layer_rows(mask) -> list:
   return sparsity.summarize(mask)
 
 
-def _summary(config, ds, state, test: dict) -> dict:
+def base_summary(config, ds, state, test: dict) -> dict:
   return {
       "dataset": config.dataset,
       "model": config.model,
@@ -381,7 +352,7 @@ class Engine:
         self.dataset.splits[split], batch_size=self.eval_bs,
         process_index=jax.process_index(),
         process_count=jax.process_count()):
-      batch = _to_global(batch, self.data_sharding)
+      batch = to_global(batch, self.data_sharding)
       out = self._eval_step(params, batch_stats, batch)
       totals = out if totals is None else jax.tree.map(jnp.add, totals, out)
     totals = jax.device_get(totals)
@@ -513,7 +484,7 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
           train_src, step, batch_size=config.batch_size, seed=data_seed,
           process_index=jax.process_index(),
           process_count=jax.process_count())
-      state, m = train_step(state, _to_global(batch, engine.data_sharding))
+      state, m = train_step(state, to_global(batch, engine.data_sharding))
       pending.append(m)
       step += 1
       if step in prune_at:
@@ -624,7 +595,7 @@ def segmentation_summary(engine: "Engine", state, test: dict) -> dict:
   return {"final": final, "layer_report": rows}
 
 
-def _model_summary(engine: "Engine", state, with_mask: bool = True) -> list:
+def model_summary(engine: "Engine", state, with_mask: bool = True) -> list:
   """Per layer: params by bit width, memory (32-bit, packed), MACs by
   precision, remaining weights (`binary.model_summary`)."""
   layers = models_lib.layer_list(engine.model, engine.dataset.input_shape)
@@ -634,87 +605,23 @@ def _model_summary(engine: "Engine", state, with_mask: bool = True) -> list:
 
 
 # ------------------------------------------------------------------- main --
-def _prepare_workdir(config, workdir: str) -> None:
-  """Validates, refuses another config's workdir, writes config.json."""
-  config_check.validate(config, device_count=jax.device_count())
-  _check_workdir(config, workdir)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    if not os.path.exists(os.path.join(workdir, "config.json")):
-      _write_json(os.path.join(workdir, "config.json"), _config_json(config))
+def run(config, workdir: str) -> dict:
+  """The plain run: trains, prunes (``config.pruning``) and evaluates.
 
-
-def finished_run(config, workdir: str,
-                 format_fn: Callable[[dict], str]) -> dict | None:
-  """The start every driver shares: validates `config`, refuses another
-  config's workdir (`ConfigError`, nothing written), and returns the stored
-  summary of a finished run (printed with `format_fn`), else None."""
-  config_check.validate(config, device_count=jax.device_count())
-  _check_workdir(config, workdir)
-  summary = _stored_summary(workdir)
-  if summary is not None and jax.process_index() == 0:
-    print(f"Run in {workdir} already finished; stored result:")
-    print(format_fn(summary), flush=True)
-  return summary
-
-
-def _stored_summary(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "summary.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
-def train_and_evaluate(config, workdir: str) -> dict:
-  """Trains, prunes and evaluates `config`; returns the summary dict.
-
-  Writes `<workdir>/config.json`, `metrics.jsonl`, `checkpoints/` and
-  `summary.json`. Raises `config_check.ConfigError` (bad config or a workdir
-  of another run; nothing is written) and `NonFiniteLossError` (the newest
-  good checkpoint is kept). A config with a `lottery` section runs the
-  lottery driver (`experiments.lottery_run`), one with a `gradcount`
-  section the gradient-count driver (`experiments.gradcount_run`), `benn`
-  the BENN ensemble driver (`experiments.benn_run`), `mainsub` the
-  main/subsidiary pruning driver (`experiments.mainsub_run`), `repr` the
-  RePr driver (`experiments.repr_run`), `filterprune` the FPGM / Network
-  Slimming driver with scratch baselines (`experiments.filterprune_run`),
-  `fbs` the FBS driver (`experiments.fbs`: MACs fraction, init_from).
+  The driver of a config without a method section (``experiments.drivers``
+  dispatches the others). Writes `<workdir>/config.json`, `metrics.jsonl`,
+  `checkpoints/` and `summary.json` through ``experiments.runs``. Raises
+  `config_check.ConfigError` (bad config or a workdir of another run;
+  nothing is written) and `NonFiniteLossError` (the newest good checkpoint
+  is kept).
   """
-  config_check.method_section(config)  # two sections: one-line error
-  if "lottery" in config:
-    from experiments import lottery_run  # pylint: disable=g-import-not-at-top
-    return lottery_run.run(config, workdir)
-  if "gradcount" in config:
-    from experiments import gradcount_run  # pylint: disable=g-import-not-at-top
-    return gradcount_run.run(config, workdir)
-  if "benn" in config:
-    from experiments import benn_run  # pylint: disable=g-import-not-at-top
-    return benn_run.run(config, workdir)
-  if "mainsub" in config:
-    from experiments import mainsub_run  # pylint: disable=g-import-not-at-top
-    return mainsub_run.run(config, workdir)
-  if "repr" in config:
-    from experiments import repr_run  # pylint: disable=g-import-not-at-top
-    return repr_run.run(config, workdir)
-  if "filterprune" in config:
-    from experiments import filterprune_run  # pylint: disable=g-import-not-at-top
-    return filterprune_run.run(config, workdir)
-  if "fbs" in config:
-    return fbs_lib.run(config, workdir)
-  _prepare_workdir(config, workdir)
-  is_main = jax.process_index() == 0
-  summary = _stored_summary(workdir)
+  summary = runs.open_run(config, workdir, format_fn=format_result)
   if summary is not None:  # summary.json is written last: the run is done
-    if is_main:
-      print(f"Run in {workdir} already finished; stored result:")
-      print(format_result(summary), flush=True)
     return summary
-
   engine = Engine(config)
-  model_summary = _model_summary(engine, engine.abstract, with_mask=False)
-  if is_main:
-    print(binary.format_model_summary(model_summary), flush=True)
+  first_summary = model_summary(engine, engine.abstract, with_mask=False)
+  if runs.is_main():
+    print(binary.format_model_summary(first_summary), flush=True)
   prune_at = pruning.prune_events(config.pruning)
   state = train_phase(
       engine, workdir,
@@ -728,12 +635,12 @@ def train_and_evaluate(config, workdir: str) -> dict:
   writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
   writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
   writer.close()
-  summary = _summary(config, engine.dataset, state, test)
+  summary = base_summary(config, engine.dataset, state, test)
   if engine.task == "segmentation":
     summary.update(segmentation_summary(engine, state, test))
   summary["final"].update(latent_window_stats(state.params))  # binary only
-  summary["model_summary"] = _model_summary(engine, state)
-  if is_main:
-    _write_json(os.path.join(workdir, "summary.json"), summary)
+  summary["model_summary"] = model_summary(engine, state)
+  runs.write_summary(workdir, summary)
+  if runs.is_main():
     print(format_result(summary), flush=True)
   return summary

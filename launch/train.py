@@ -77,9 +77,10 @@ def main(argv):
                                _PROCESS_ID.value)
 
   from experiments import config_check  # pylint: disable=g-import-not-at-top
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
   try:
-    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    drivers.run(_CONFIG.value, _WORKDIR.value)
   except config_check.ConfigError as e:
     _fail(str(e), 2)
   except FileNotFoundError as e:

@@ -54,7 +54,7 @@ References:
   Scratch", ICLR 2021 (SR-STE).
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 import functools
 from typing import Any
 
@@ -64,31 +64,20 @@ import numpy as np
 
 from sparsity import _magnitude
 from sparsity import _masks
+from sparsity._nm_patterns import axis_of
+from sparsity._nm_patterns import check_n_m
+from sparsity._nm_patterns import group_counts
+from sparsity._nm_patterns import groupable
+from sparsity._nm_patterns import INPUT_AXIS
+from sparsity._nm_patterns import is_n_m
+from sparsity._nm_patterns import n_m_patterns
+
+# Re-exported (defined in _nm_patterns, which summarize uses).
+__all__ = ["INPUT_AXIS", "is_n_m", "keep_n_of_m", "n_m_patterns",
+           "n_m_report", "n_m_schedule", "prune_n_m"]
 
 PyTree = Any
 Mask = Any
-
-INPUT_AXIS = -2  # the input axis of Dense (in, out) and Conv (..., in, out)
-
-
-def _check_n_m(n: int, m: int) -> tuple[int, int]:
-  if isinstance(n, bool) or isinstance(m, bool):
-    raise TypeError(f"n and m must be ints, got n={n!r}, m={m!r}")
-  n, m = int(n), int(m)
-  if m < 1:
-    raise ValueError(f"N:M needs m >= 1, got m={m}")
-  if not 1 <= n <= m:
-    raise ValueError(f"N:M needs 1 <= n <= m, got n={n}, m={m}")
-  return n, m
-
-
-def _axis_of(shape: Sequence[int], axis: int) -> int | None:
-  """``axis`` as a non-negative index into ``shape``, or None if none."""
-  ndim = len(shape)
-  if not -ndim <= axis < ndim:
-    return None
-  return axis % ndim
-
 
 def _grouped(x: jax.Array, m: int, axis: int) -> jax.Array:
   """``x`` with ``axis`` moved last and split into ``(groups, m)``."""
@@ -149,7 +138,7 @@ def keep_n_of_m(scores: jax.Array, alive: jax.Array, n: int | jax.Array,
     [False, True, False, True]
   """
   shape = tuple(np.shape(scores))
-  ax = _axis_of(shape, axis)
+  ax = axis_of(shape, axis)
   if ax is None:
     raise ValueError(f"axis {axis} out of range for shape {shape}")
   if shape[ax] % int(m):
@@ -211,13 +200,13 @@ def prune_n_m(params: PyTree, mask: Mask, n: int = 2, m: int = 4, *,
     Mishra et al., "Accelerating Sparse Deep Neural Networks",
     arXiv:2104.08378, 2021 (2:4 magnitude pruning, NVIDIA ASP).
   """
-  n, m = _check_n_m(n, m)
+  n, m = check_n_m(n, m)
   new = {}
   for i, (name, mk, w) in enumerate(_masks.masked_leaves(mask, params)):
     shape = tuple(np.shape(mk))
     if len(shape) < 2 or (include is not None and not include(name)):
       continue
-    ax = _axis_of(shape, axis)
+    ax = axis_of(shape, axis)
     if ax is None:
       raise ValueError(f"{name}: axis {axis} out of range for shape {shape}")
     if shape[ax] % m:
@@ -273,7 +262,7 @@ def n_m_schedule(step: Any, *, n: int, m: int, begin: int, end: int) -> Any:
     Networks From Scratch", ICLR 2021. Zhu & Gupta, arXiv:1710.01878,
     2017 (gradual pruning over a step interval).
   """
-  n, m = _check_n_m(n, m)
+  n, m = check_n_m(n, m)
   begin, end = int(begin), int(end)
   if end < begin:
     raise ValueError(f"end ({end}) must be >= begin ({begin})")
@@ -288,94 +277,6 @@ def n_m_schedule(step: Any, *, n: int, m: int, begin: int, end: int) -> Any:
   if span == 0:
     return n if step >= begin else m
   return m - (drops * (min(max(step, begin), end) - begin)) // span
-
-
-def _group_counts(mask_leaf: Any, m: int, axis: int) -> np.ndarray | None:
-  """Kept weights per ``m``-group along ``axis``, on the host (NumPy: no
-  compilation per leaf shape); None if the axis is not a multiple of m."""
-  shape = tuple(np.shape(mask_leaf))
-  ax = _axis_of(shape, axis) if len(shape) >= 2 else None
-  if ax is None or shape[ax] % m:
-    return None
-  x = np.moveaxis(np.asarray(mask_leaf, bool), ax, -1)
-  return x.reshape(x.shape[:-1] + (x.shape[-1] // m, m)).sum(
-      axis=-1, dtype=np.int64)
-
-
-def _groupable(leaf: Any, ms: Sequence[int], axis: int) -> bool:
-  shape = tuple(np.shape(leaf)) if leaf is not None else ()
-  ax = _axis_of(shape, axis) if len(shape) >= 2 else None
-  return ax is not None and any(shape[ax] % int(m) == 0 for m in ms)
-
-
-def is_n_m(mask_leaf: Any, n: int, m: int, axis: int = INPUT_AXIS) -> bool:
-  """Whether every ``m``-group along ``axis`` keeps at most ``n`` weights.
-
-  Args:
-    mask_leaf: one bool mask array (at least 2 dimensions).
-    n: the most kept weights allowed per group.
-    m: the group size.
-    axis: the grouped axis (default ``-2``, the input axis).
-
-  Returns:
-    A Python bool; False when ``mask_leaf.shape[axis]`` is not a multiple
-    of ``m`` (or the leaf has fewer than 2 dimensions).
-
-  Example:
-    >>> import jax.numpy as jnp, sparsity
-    >>> k = jnp.array([[1], [0], [1], [0], [1], [1], [0], [0]], bool)
-    >>> sparsity.is_n_m(k, 2, 4), sparsity.is_n_m(k, 1, 4)
-    (True, False)
-  """
-  n, m = _check_n_m(n, m)
-  counts = _group_counts(jax.device_get(mask_leaf), m, axis)
-  if counts is None:
-    return False
-  return bool(counts.max(initial=0) <= n)
-
-
-def n_m_patterns(leaves: Sequence[Any], ms: Sequence[int] = (4, 8),
-                 axis: int = INPUT_AXIS) -> list[str | None]:
-  """The exact N:M pattern of each mask leaf, e.g. ``"2:4"``, or None.
-
-  A leaf is reported as ``"N:M"`` when EVERY group of ``M`` along ``axis``
-  keeps exactly ``N`` weights with ``1 <= N < M``, for the first (smallest)
-  ``M`` of ``ms`` for which that holds (a 2:4 mask is also 4:8; it is
-  reported as 2:4). A mask with at most (not exactly) N per group, e.g.
-  an N:M mask over weights pruned before, is not reported (check it with
-  :func:`is_n_m`): "at most N" would also call any very sparse
-  unstructured mask N:M. This is what :func:`summarize` uses.
-
-  Args:
-    leaves: mask leaves (bool arrays; ``None`` and 1-d leaves give None).
-    ms: the group sizes to try, in order.
-    axis: the grouped axis (default ``-2``, the input axis).
-
-  Returns:
-    One ``"N:M"`` string or None per leaf (the leaves that can be
-    grouped come to the host in one transfer; counted with NumPy).
-
-  Example:
-    >>> import jax.numpy as jnp, sparsity
-    >>> k = jnp.array([[1, 0], [0, 1], [1, 1], [0, 0]], bool)
-    >>> sparsity.n_m_patterns([k, jnp.ones((4, 2), bool), None])
-    ['2:4', None, None]
-  """
-  # Leaves that can have groups come to the host in one transfer.
-  host = jax.device_get([leaf if _groupable(leaf, ms, axis) else None
-                         for leaf in leaves])
-  out = []
-  for leaf in host:
-    found = None
-    for m in ([] if leaf is None else ms):
-      counts = _group_counts(leaf, int(m), axis)
-      if counts is not None and counts.size:
-        lo, hi = int(counts.min()), int(counts.max())
-        if lo == hi and 1 <= hi < int(m):
-          found = f"{hi}:{int(m)}"
-          break
-    out.append(found)
-  return out
 
 
 def n_m_report(mask: Mask, n: int = 2, m: int = 4,
@@ -403,13 +304,13 @@ def n_m_report(mask: Mask, n: int = 2, m: int = 4,
     [{'name': 'Dense_0/kernel', 'groups': 1, 'max_kept': 3, 'over': 1,
       'n_m': False}]
   """
-  n, m = _check_n_m(n, m)
+  n, m = check_n_m(n, m)
   named = _masks.masked_leaves(mask)
-  host = jax.device_get([leaf if _groupable(leaf, (m,), axis) else None
+  host = jax.device_get([leaf if groupable(leaf, (m,), axis) else None
                          for _, leaf in named])
   rows = []
   for (name, _), leaf in zip(named, host):
-    counts = None if leaf is None else _group_counts(leaf, m, axis)
+    counts = None if leaf is None else group_counts(leaf, m, axis)
     if counts is None or not counts.size:
       rows.append({"name": name, "groups": 0, "max_kept": None, "over": 0,
                    "n_m": False})

@@ -37,7 +37,7 @@ def main(argv):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   from experiments import data as data_lib  # pylint: disable=g-import-not-at-top
   from experiments import pruning  # pylint: disable=g-import-not-at-top
-  from experiments import train  # pylint: disable=g-import-not-at-top
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
 
   def die():
     os.kill(os.getpid(), signal.SIGKILL)
@@ -79,7 +79,7 @@ def main(argv):
     import importlib  # pylint: disable=g-import-not-at-top
     module, fn = overrides.pop("_make").split(":")
     make = getattr(importlib.import_module(module), fn)
-  train.train_and_evaluate(make(**overrides), workdir)
+  drivers.run(make(**overrides), workdir)
 
 
 if __name__ == "__main__":

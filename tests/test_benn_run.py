@@ -14,6 +14,7 @@ import binary
 from experiments import benn_run
 from experiments import config_check
 from experiments import data as data_lib
+from experiments import drivers
 from experiments import train
 from experiments.configs import benn_digits
 
@@ -24,7 +25,7 @@ ROOT = os.path.dirname(HERE)
 _KILLER = """
 import json, os, signal, sys
 sys.path.insert(0, {root!r}); sys.path.insert(0, {here!r})
-from experiments import data as data_lib, train
+from experiments import data as data_lib, drivers
 import test_benn_run as t
 n, calls, real = int(sys.argv[2]), [0], data_lib.train_batch
 def batch(*a, **kw):
@@ -33,7 +34,7 @@ def batch(*a, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
   return real(*a, **kw)
 data_lib.train_batch = batch
-train.train_and_evaluate(t.tiny(**json.loads(sys.argv[3])), sys.argv[1])
+drivers.run(t.tiny(**json.loads(sys.argv[3])), sys.argv[1])
 """
 
 
@@ -59,7 +60,7 @@ def tiny(**overrides):
 @pytest.fixture(scope="module")
 def stacked(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("benn") / "stacked")
-  return d, train.train_and_evaluate(tiny(), d)
+  return d, drivers.run(tiny(), d)
 
 
 def _load(d, name="summary.json"):
@@ -107,7 +108,7 @@ def test_stacked_step_is_each_members_step(tmp_path):
   @jax.jit
   def loss_alone(state, batch):  # the train step's forward, no update
     rng = jax.random.fold_in(state.rng, state.step)
-    losses, (logits, _) = train._loss_fn(  # pylint: disable=protected-access
+    losses, (logits, _) = train.loss_fn(
         driver.model, state.params, state.batch_stats, batch, True,
         driver.engine.loss, rng)
     return {"loss": losses.mean(),
@@ -129,7 +130,7 @@ def test_boosting_sequential_members(tmp_path):
   d = str(tmp_path / "boost")
   config = tiny(**{"benn.ensemble": "boost_d", "benn.mode": "sequential",
                    "benn.members": 2})
-  s = train.train_and_evaluate(config, d)
+  s = drivers.run(config, d)
   m0, m1 = s["members"]
   # Member 0 trains with uniform weights: eps is its training error.
   assert m0["eps"] == pytest.approx(m0["train_error"])
@@ -177,9 +178,9 @@ def test_one_member_per_device_with_shard_map(tmp_path):
   workdir = str(tmp_path / "sharded")
   code = (f"import sys; sys.path[:0] = [{ROOT!r}, {HERE!r}]\n"
           "import jax, json, test_benn_run as t\n"
-          "from experiments import train\n"
+          "from experiments import drivers\n"
           "assert jax.device_count() == 4\n"
-          "s = train.train_and_evaluate(t.tiny(**{'benn.members': 4}), "
+          "s = drivers.run(t.tiny(**{'benn.members': 4}), "
           f"{workdir!r})\n"
           "print('PARALLEL', s['benn']['parallel'])\n")
   proc = subprocess.run(
@@ -199,7 +200,7 @@ def test_one_member_per_device_with_shard_map(tmp_path):
     ("pruning.method", "magnitude")])
 def test_bad_config_names_the_field(field, value, tmp_path):
   with pytest.raises(config_check.ConfigError, match=field.replace(".", r"\.")):
-    train.train_and_evaluate(tiny(**{field: value}), str(tmp_path / "w"))
+    drivers.run(tiny(**{field: value}), str(tmp_path / "w"))
   assert not os.path.exists(str(tmp_path / "w"))
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from experiments import models
+from experiments import drivers
 from experiments import train
 from experiments.configs import binaryconnect_digits
 
@@ -31,7 +32,7 @@ def _config(**overrides):
 def binary_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("bc"))
   config = _config()
-  return config, workdir, train.train_and_evaluate(config, workdir)
+  return config, workdir, drivers.run(config, workdir)
 
 
 def test_binaryconnect_learns_and_clips(binary_run):
@@ -72,7 +73,7 @@ def test_model_summary_counts_bits(binary_run):
 
 def test_float_twin_has_no_binary_layers(tmp_path):
   config = _config(binarize=False)
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = drivers.run(config, str(tmp_path))
   assert summary["model_summary"][-1]["params"]["1"] == 0
   state = train.load_state(config, str(tmp_path))
   names = [k for k in state.params]
@@ -83,5 +84,5 @@ def test_float_twin_has_no_binary_layers(tmp_path):
 
 def test_stochastic_binaryconnect_runs(tmp_path):
   config = _config(**{"model_kwargs.kernel_quantizer": "stochastic_sign"})
-  ref = train.train_and_evaluate(config, str(tmp_path / "a"))
+  ref = drivers.run(config, str(tmp_path / "a"))
   assert ref["final"]["test_accuracy"] > 0.5

@@ -12,6 +12,7 @@ import pytest
 
 from experiments import export
 from experiments import models
+from experiments import drivers
 from experiments import train
 from experiments.configs import fbs_digits
 from experiments.export import _gating
@@ -267,7 +268,7 @@ def test_fbs_run_exports_and_evaluates_like_jax(tmp_path, capsys):
   config.num_steps = 6
   config.log_every = config.eval_every = config.checkpoint_every = 6
   run, out = str(tmp_path / "run"), str(tmp_path / "fbs.sbn")
-  train.train_and_evaluate(config, run)
+  drivers.run(config, run)
   summary = export.export_run(run, out)
   assert summary["model"] == "fbs_digits_cnn" and summary["step"] == 6
   built = train.build(config)

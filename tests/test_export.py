@@ -22,6 +22,7 @@ import pytest
 
 from experiments import export
 from experiments import models
+from experiments import drivers
 from experiments import train
 from experiments.export import _from_run
 from tests import helpers
@@ -321,7 +322,7 @@ def lottery_run(tmp_path_factory):
   config.lottery.levels = 1
   config.lottery.rates = {"default": 0.95}
   config.lottery.controls = ()
-  train.train_and_evaluate(config, run)
+  drivers.run(config, run)
   level = os.path.join(run, "level_01")
   state = train.load_state(config, level)
   built = train.build(config)

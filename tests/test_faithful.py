@@ -18,7 +18,7 @@ import pytest
 from experiments import config_check
 from experiments import lottery_report
 from experiments import lottery_run
-from experiments import train
+from experiments import drivers
 from experiments.configs import digits_magnitude
 from experiments.configs import fpgm_digits
 from experiments.configs import repr_digits
@@ -42,7 +42,7 @@ def test_random_reinit_control_under_rewinding_is_a_fresh_network(tmp_path):
   config.model_kwargs = ml_collections.ConfigDict({"cfg": (8, "M")})
   config.lottery.rates = {"default": 0.2}
   workdir = str(tmp_path / "lt")
-  train.train_and_evaluate(config, workdir)
+  drivers.run(config, workdir)
   driver = lottery_run.build_driver(config, workdir)
   init = jax.device_get(driver.init_state())
   rewind = jax.device_get(driver.rewind_state())
@@ -85,7 +85,7 @@ def test_two_method_sections_are_refused_naming_both(tmp_path, second):
   config[second] = (ml_collections.ConfigDict({"method": "gradcount"})
                     if other is None else other[second])
   with pytest.raises(config_check.ConfigError) as err:
-    train.train_and_evaluate(config, str(tmp_path / "w"))
+    drivers.run(config, str(tmp_path / "w"))
   msg = str(err.value)
   assert "repr" in msg and second in msg and "\n" not in msg
   assert not os.path.exists(tmp_path / "w")

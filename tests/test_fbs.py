@@ -10,7 +10,9 @@ import pytest
 
 from experiments import config_check
 from experiments import fbs
+from experiments import fbs_run
 from experiments import models
+from experiments import drivers
 from experiments import train
 from experiments.configs import fbs_digits
 import sparsity
@@ -176,9 +178,9 @@ def test_l1_penalty_adds_exactly_lambda_times_saliency_norm():
                           density=0.5, saliency_l1=lam)
   without = with_l1.clone(saliency_l1=0.0)
   v = with_l1.init(jax.random.PRNGKey(0), x, train=False)
-  l1, _ = train._loss_fn(with_l1, v["params"], v["batch_stats"], batch,
+  l1, _ = train.loss_fn(with_l1, v["params"], v["batch_stats"], batch,
                          True)  # pylint: disable=protected-access
-  l0, _ = train._loss_fn(without, v["params"], v["batch_stats"], batch,
+  l0, _ = train.loss_fn(without, v["params"], v["batch_stats"], batch,
                          True)  # pylint: disable=protected-access
   p = v["params"]["FBSConv_0"]["saliency"]
   s = np.abs(np.asarray(x, np.float64)).mean(axis=(1, 2))
@@ -187,9 +189,9 @@ def test_l1_penalty_adds_exactly_lambda_times_saliency_norm():
   np.testing.assert_allclose(np.asarray(l1) - np.asarray(l0),
                              lam * np.abs(g).sum(-1), rtol=1e-5)
   # Evaluation adds nothing.
-  e1, _ = train._loss_fn(with_l1, v["params"], v["batch_stats"], batch,
+  e1, _ = train.loss_fn(with_l1, v["params"], v["batch_stats"], batch,
                          False)  # pylint: disable=protected-access
-  e0, _ = train._loss_fn(without, v["params"], v["batch_stats"], batch,
+  e0, _ = train.loss_fn(without, v["params"], v["batch_stats"], batch,
                          False)  # pylint: disable=protected-access
   np.testing.assert_array_equal(np.asarray(e1), np.asarray(e0))
 
@@ -251,7 +253,7 @@ def runs(tmp_path_factory):
   out = {}
   for d in (1.0, 0.5):
     wd = str(root / f"d{d}")
-    out[d] = (wd, train.train_and_evaluate(_config(d, steps=30), wd))
+    out[d] = (wd, drivers.run(_config(d, steps=30), wd))
   return out
 
 
@@ -300,12 +302,12 @@ def test_init_from_a_trained_network(runs, tmp_path):
   c = _config(0.5, steps=4)
   c.fbs.init_from = src_dir
   engine = train.Engine(c)
-  loaded = fbs.load_start(engine, src_dir)
+  loaded = fbs_run.load_start(engine, src_dir)
   src = train.load_state(_config(1.0), src_dir)
   for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(
       {"params": src.params, "batch_stats": src.batch_stats})):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  s = train.train_and_evaluate(c, str(tmp_path / "ft"))
+  s = drivers.run(c, str(tmp_path / "ft"))
   assert s["fbs"]["init_from"] == src_dir
   assert s["final"]["step"] == 4
   assert s["final"]["macs_fraction"] < 0.5
@@ -316,13 +318,13 @@ def test_init_from_errors(runs, tmp_path):
   c.fbs.init_from = str(tmp_path / "nothing")
   with pytest.raises(config_check.ConfigError,
                      match=r"^config\.fbs\.init_from: no finished run"):
-    train.train_and_evaluate(c, str(tmp_path / "a"))
+    drivers.run(c, str(tmp_path / "a"))
   assert not os.path.exists(tmp_path / "a")
   c2 = _config(0.5)
   c2.model_kwargs.convs = (16,)
   with pytest.raises(config_check.ConfigError,
                      match=r"^config\.fbs\.init_from: .*do not match"):
-    fbs.load_start(train.Engine(c2), runs[1.0][0])
+    fbs_run.load_start(train.Engine(c2), runs[1.0][0])
 
 
 @pytest.mark.parametrize("module", [_fbs, fbs])

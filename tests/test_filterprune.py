@@ -12,6 +12,7 @@ import pytest
 from experiments import config_check
 from experiments import filterprune_run
 from experiments import structured
+from experiments import drivers
 from experiments import train
 from experiments.configs import fpgm_digits
 from experiments.configs import slimming_digits
@@ -194,7 +195,7 @@ def test_fpgm_run_end_to_end(tmp_path):
   config = _tiny(fpgm_digits.get_config())
   config.filterprune.prune_every = 10
   workdir = str(tmp_path / "fpgm")
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   s = summary["structured"]
   # floor(8 * .4) = 3 and floor(16 * .4) = 6 filters gone.
   assert [r["filters_kept"] for r in s["layers"]] == [5, 10, 10]
@@ -218,7 +219,7 @@ def test_fpgm_run_end_to_end(tmp_path):
   with open(os.path.join(workdir, "summary.json")) as f:
     assert json.load(f)["baselines"] == summary["baselines"]
   # Re-running returns the stored result without training.
-  assert train.train_and_evaluate(config, workdir) == summary
+  assert drivers.run(config, workdir) == summary
 
 
 def test_slimming_run_end_to_end(tmp_path):
@@ -226,7 +227,7 @@ def test_slimming_run_end_to_end(tmp_path):
   config.filterprune.finetune_steps = 20
   config.filterprune.l1 = 1e-3
   config.filterprune.scratch = False  # the FPGM test covers the baselines
-  summary = train.train_and_evaluate(config, str(tmp_path / "slim"))
+  summary = drivers.run(config, str(tmp_path / "slim"))
   s = summary["structured"]
   assert s["filters"] == 24 and s["filters_kept"] == 24 - 12  # floor(24/2)
   assert summary["final"]["step"] == 60
@@ -247,7 +248,7 @@ def test_bad_filterprune_config_names_the_field(tmp_path, field, value,
   config = fpgm_digits.get_config()
   config.filterprune[field] = value
   with pytest.raises(config_check.ConfigError, match=match):
-    train.train_and_evaluate(config, str(tmp_path / "w"))
+    drivers.run(config, str(tmp_path / "w"))
   assert not os.path.exists(tmp_path / "w")
 
 
@@ -269,7 +270,7 @@ def _train(driver, state, start: int, steps: int):
     for s in range(start, start + steps):
       batch = data_lib.train_batch(src, s, batch_size=driver.config.batch_size,
                                    seed=0, process_index=0, process_count=1)
-      state, _ = step_fn(state, train._to_global(batch, engine.data_sharding))  # pylint: disable=protected-access
+      state, _ = step_fn(state, train.to_global(batch, engine.data_sharding))
   return state
 
 
@@ -321,7 +322,7 @@ def test_fpgm_run_records_selections_and_revivals(tmp_path):
   config.lr_decay_steps = (95,)
   config.log_every = config.eval_every = config.checkpoint_every = 95
   config.filterprune.scratch = False
-  summary = train.train_and_evaluate(config, str(tmp_path / "fpgm"))
+  summary = drivers.run(config, str(tmp_path / "fpgm"))
   events = summary["filterprune"]
   assert [e["step"] for e in events] == [19, 38, 57, 76, 95]
   assert all(e["selected"] == 74 for e in events)  # floor(.4 C) per layer

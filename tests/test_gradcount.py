@@ -15,7 +15,7 @@ import pytest
 from experiments import config_check
 from experiments import gradcount_run
 from experiments import segmentation
-from experiments import train
+from experiments import drivers
 import sparsity
 from tests.test_segmentation import tiny_config
 
@@ -171,7 +171,7 @@ def _restore(config, workdir):
 def gradcount_run_dir(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("gc") / "run")
   config = tiny_config(s_max=0.3, rho=0.5, prune_budget=0.3)
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   return config, workdir, summary
 
 
@@ -212,7 +212,7 @@ def test_controls_match_the_final_sparsity(gradcount_run_dir, tmp_path):
   _, workdir, summary = gradcount_run_dir
   for method in ("magnitude", "l1"):
     config = tiny_config(method=method, match_workdir=workdir)
-    out = train.train_and_evaluate(config, str(tmp_path / method))
+    out = drivers.run(config, str(tmp_path / method))
     assert out["gradcount"]["target_sparsity"] == pytest.approx(
         1 - summary["final"]["remaining_fraction"])
     assert out["final"]["remaining_fraction"] == pytest.approx(
@@ -223,7 +223,7 @@ def test_scratch_baselines_train_the_final_mask(gradcount_run_dir, tmp_path):
   config, _, summary = gradcount_run_dir
   config = tiny_config(s_max=0.3, rho=0.5, prune_budget=0.3, scratch=True)
   workdir = str(tmp_path / "scratch")
-  out = train.train_and_evaluate(config, workdir)
+  out = drivers.run(config, workdir)
   assert out["final"] == summary["final"]  # the pruned run is unchanged
   frac = out["final"]["macs_fraction"]
   assert 0.0 < frac < 1.0
@@ -248,8 +248,7 @@ def test_scratch_baselines_train_the_final_mask(gradcount_run_dir, tmp_path):
 _RUNNER = """
 import json, os, signal, sys
 sys.path.insert(0, {root!r})
-from experiments import data as data_lib
-from experiments import train
+from experiments import data as data_lib, drivers
 from tests.test_segmentation import tiny_config
 calls = {{"n": 0}}
 real = data_lib.train_batch
@@ -259,7 +258,7 @@ def batch(source, step, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
   return real(source, step, **kw)
 data_lib.train_batch = batch
-train.train_and_evaluate(tiny_config(**json.loads({kw!r})), {workdir!r})
+drivers.run(tiny_config(**json.loads({kw!r})), {workdir!r})
 """
 
 
@@ -280,7 +279,7 @@ def test_resume_after_kill_is_bit_identical(gradcount_run_dir, tmp_path):
   proc = _run_sub(workdir, 25, **kw)
   assert proc.returncode == -9, proc.stderr[-2000:]
   assert not os.path.exists(os.path.join(workdir, "summary.json"))
-  resumed = train.train_and_evaluate(tiny_config(**kw), workdir)
+  resumed = drivers.run(tiny_config(**kw), workdir)
   assert resumed["final"] == summary["final"]
   events = [json.loads(l)["step"] for l in open(os.path.join(
       workdir, "events.jsonl"))]
@@ -320,7 +319,7 @@ def test_match_workdir_without_a_run_is_refused(tmp_path):
                        match_workdir=str(tmp_path / "none"))
   with pytest.raises(config_check.ConfigError,
                      match="gradcount.match_workdir"):
-    train.train_and_evaluate(config, str(tmp_path / "w"))
+    drivers.run(config, str(tmp_path / "w"))
   assert not (tmp_path / "w").exists()
 
 

@@ -16,6 +16,7 @@ from experiments import config_check
 from experiments import data as data_lib
 from experiments import lottery_run
 from experiments import optimizers
+from experiments import drivers
 from experiments import train
 import lottery
 import sparsity
@@ -40,7 +41,7 @@ def finished(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("lottery"))
   config = small_lottery_config(**{"lottery.instability_levels": (1,),
                                    "lottery.instability_points": 5})
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   return config, workdir, summary
 
 
@@ -179,7 +180,7 @@ def test_reset_modes(tmp_path, mode):
       "lr_decay_factor": 0.5, "optimizer": "momentum",
       "learning_rate": 0.1})
   workdir = str(tmp_path / mode)
-  train.train_and_evaluate(config, workdir)
+  drivers.run(config, workdir)
   driver, start = _start(config, workdir)
   init = _np(driver.init_state())
   final0 = train.load_state(config, os.path.join(workdir, "level_00"))
@@ -229,7 +230,7 @@ def test_oneshot_prunes_level0_weights_straight(tmp_path):
   config = small_lottery_config(**{"lottery.oneshot": True,
                                    "lottery.controls": ()})
   workdir = str(tmp_path / "oneshot")
-  train.train_and_evaluate(config, workdir)
+  drivers.run(config, workdir)
   level0 = train.load_state(config, os.path.join(workdir, "level_00"))
   level2 = train.load_state(config, os.path.join(workdir, "level_02"))
   rates = {"default": lottery.oneshot_rate(2, 0.2),
@@ -244,7 +245,7 @@ def test_data_order_per_level_is_seeded_and_recorded(tmp_path):
                                    "lottery.levels": 1,
                                    "lottery.controls": ()})
   workdir = str(tmp_path / "order")
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   seeds = [r["data_seed"] for r in summary["levels"]]
   assert seeds == [lottery.derive_seed(config.seed, 1, lv) for lv in (0, 1)]
   assert seeds[0] != seeds[1]
@@ -269,13 +270,13 @@ def test_interrupted_level_resumes_bit_identically(finished, tmp_path,
 
   monkeypatch.setattr(data_lib, "train_batch", interrupt)
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, workdir)
+    drivers.run(config, workdir)
   assert os.path.exists(os.path.join(workdir, "level_00", "result.json"))
   assert not os.path.exists(os.path.join(workdir, where, "result.json"))
   assert sorted(os.listdir(os.path.join(workdir, where, "checkpoints"))) == [
       "0", "20"]
   monkeypatch.setattr(data_lib, "train_batch", real_batch)
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   assert summary == json.loads(json.dumps(ref_summary))
   for sub in ("level_01", "level_02", "level_02/controls/random_prune_0"):
     assert leaves_equal(train.load_state(config, os.path.join(workdir, sub)),
@@ -286,13 +287,13 @@ def test_controls_later_on_a_finished_trunk(tmp_path):
   config = small_lottery_config(**{"lottery.controls": (),
                                    "lottery.levels": 1})
   workdir = str(tmp_path / "trunk")
-  train.train_and_evaluate(config, workdir)
+  drivers.run(config, workdir)
   level_files = {p: os.path.getmtime(os.path.join(workdir, "level_01", p))
                  for p in ("result.json", "metrics.jsonl")}
   later = small_lottery_config(**{
       "lottery.controls": ("random_reinit",), "lottery.levels": 1,
       "lottery.trunk": "existing", "lottery.control_seeds": 2})
-  summary = train.train_and_evaluate(later, workdir)
+  summary = drivers.run(later, workdir)
   assert summary["controls"]["random_reinit"][0]["seeds"] == [0, 1]
   assert "random_prune" not in summary["controls"]
   for p, t in level_files.items():
@@ -311,7 +312,7 @@ def test_controls_later_on_a_finished_trunk(tmp_path):
 def test_bad_lottery_config_names_the_field(tmp_path, field, value, words):
   config = small_lottery_config(**{field: value})
   with pytest.raises(config_check.ConfigError, match=words.replace(".", r"\.")):
-    train.train_and_evaluate(config, str(tmp_path / "bad"))
+    drivers.run(config, str(tmp_path / "bad"))
   assert not os.path.exists(tmp_path / "bad")
 
 
@@ -335,7 +336,7 @@ def test_trunk_of_another_config_is_refused(finished):
   other = small_lottery_config(**{"lottery.reset": "lr_rewind",
                                   "lottery.rewind_step": 5})
   with pytest.raises(config_check.ConfigError, match="lottery.re"):
-    train.train_and_evaluate(other, workdir)
+    drivers.run(other, workdir)
 
 
 def test_kill_9_mid_level_resumes_bit_identically(finished, tmp_path):

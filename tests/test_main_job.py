@@ -5,7 +5,7 @@ digits_magnitude.py unchanged (4000 steps): >= 0.95 test accuracy dense and
 """
 import pytest
 
-from experiments import train
+from experiments import drivers
 from experiments.configs import digits_magnitude
 
 
@@ -14,7 +14,7 @@ from experiments.configs import digits_magnitude
 def test_main_job_reaches_target(tmp_path, method, target):
   config = digits_magnitude.get_config()
   config.pruning.method = method
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = drivers.run(config, str(tmp_path))
   assert summary["final"]["test_accuracy"] >= target
   expected = 1.0 if method == "none" else 0.2
   assert summary["final"]["remaining_fraction"] == pytest.approx(expected,
@@ -29,7 +29,7 @@ def test_lottery_main_job_first_levels(tmp_path):
   config = lottery_digits.get_config()
   config.lottery.levels = 5
   config.lottery.control_seeds = 1
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = drivers.run(config, str(tmp_path))
   ladder = [r["remaining_fraction"] for r in summary["levels"]]
   sizes, rates = (64 * 300 + 300 * 100, 100 * 10), (0.2, 0.1)
   for level, got in enumerate(ladder):  # rounding: <= 1 weight per layer

@@ -10,7 +10,7 @@ import pytest
 
 from experiments import config_check
 from experiments import mainsub_run
-from experiments import train
+from experiments import drivers
 from experiments.configs import mainsub_digits
 
 LAYERS = ("BinaryConv_2", "BinaryConv_4")
@@ -44,7 +44,7 @@ def tiny(recipe="budget", **overrides):
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("mainsub") / "run")
-  return d, train.train_and_evaluate(tiny(), d)
+  return d, drivers.run(tiny(), d)
 
 
 def test_summary_and_stages(finished):
@@ -125,7 +125,7 @@ def test_greedy_control_removes_the_smallest_filters(finished):
 def _penalty_run(tmp_path, alpha):
   """One pruned layer, released recipe's count penalty with gates
   initialised at 0.5 and plain SGD; no controls, no baselines."""
-  return train.train_and_evaluate(tiny(
+  return drivers.run(tiny(
       "released", **{"mainsub.alpha": alpha, "mainsub.sub_optimizer": "sgd",
                      "mainsub.sub_lr": 0.1, "mainsub.gate_init": 0.5,
                      "mainsub.layers": ("BinaryConv_2",),
@@ -151,8 +151,7 @@ def test_count_penalty_removes_filters(tmp_path):
 _KILL_SCRIPT = r"""
 import os, signal, sys
 sys.path.insert(0, {tests!r}); sys.path.insert(0, {root!r})
-from experiments import data as data_lib
-from experiments import train
+from experiments import data as data_lib, drivers
 import test_mainsub_run
 n = int(sys.argv[2]); calls = {{"n": 0}}
 real = data_lib.train_batch
@@ -162,7 +161,7 @@ def batch(source, step, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
   return real(source, step, **kw)
 data_lib.train_batch = batch
-train.train_and_evaluate(test_mainsub_run.tiny(checkpoint_every=2),
+drivers.run(test_mainsub_run.tiny(checkpoint_every=2),
                          sys.argv[1])
 """
 
@@ -215,7 +214,7 @@ def test_kill_9_mid_subsidiary_stage_resumes_bit_identically(finished,
 def test_bad_config_names_the_field(field, value, tmp_path):
   with pytest.raises(config_check.ConfigError,
                      match=field.replace(".", r"\.")):
-    train.train_and_evaluate(tiny(**{field: value}), str(tmp_path / "w"))
+    drivers.run(tiny(**{field: value}), str(tmp_path / "w"))
   assert not os.path.exists(str(tmp_path / "w"))
 
 

@@ -155,7 +155,7 @@ def test_mnist_shaped_models_take_it(ds, name, kwargs):
 def test_lenet_300_100_trains_and_evaluates_without_jax(tmp_path):
   """A short LeNet-300-100 run (784-300-100-10) beats chance by far; the
   exported model evaluates on mnist5k in launch.evaluate (no JAX)."""
-  from experiments import train  # pylint: disable=g-import-not-at-top
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
   from experiments.export import _from_run  # pylint: disable=g-import-not-at-top
   from tests import helpers  # pylint: disable=g-import-not-at-top
   config = helpers.small_config(**{
@@ -164,7 +164,7 @@ def test_lenet_300_100_trains_and_evaluates_without_jax(tmp_path):
       'checkpoint_every': 150, 'pruning.method': 'none'})
   config.model_kwargs = {}
   workdir = str(tmp_path / 'run')
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   assert summary['dataset'] == 'mnist5k'
   assert [r['size'] for r in summary['layers']] == [784 * 300, 300 * 100,
                                                     100 * 10]

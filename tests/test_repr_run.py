@@ -14,7 +14,7 @@ import orbax.checkpoint as ocp
 from experiments import checkpointing
 from experiments import config_check
 from experiments import repr_run
-from experiments import train
+from experiments import drivers
 from experiments.configs import repr_digits
 import sparsity
 
@@ -47,7 +47,7 @@ def _load(*parts):
 def finished(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("repr"))
   config = small_repr_config()
-  return config, workdir, train.train_and_evaluate(config, workdir)
+  return config, workdir, drivers.run(config, workdir)
 
 
 def test_summary_and_dropped_counts(finished):
@@ -126,7 +126,7 @@ def test_dropped_filters_held_at_zero_then_reinit_orthogonal(finished):
 def test_standard_twin_same_steps_and_data(finished, tmp_path):
   config, workdir, summary = finished
   twin = small_repr_config(**{"repr.cycles": 0})
-  out = train.train_and_evaluate(twin, str(tmp_path / "std"))
+  out = drivers.run(twin, str(tmp_path / "std"))
   assert out["final"]["step"] == summary["final"]["step"] == 40
   assert out["cycles"] == []
   # Identical up to the first drop: same init, optimizer and batches.
@@ -141,15 +141,14 @@ def test_standard_twin_same_steps_and_data(finished, tmp_path):
 
 def test_finished_run_returns_stored_summary(finished):
   config, workdir, summary = finished
-  again = train.train_and_evaluate(config, workdir)
+  again = drivers.run(config, workdir)
   assert again == _load(workdir, "summary.json")
 
 
 _KILL_SCRIPT = r"""
 import os, signal, sys, json
 sys.path.insert(0, {tests!r}); sys.path.insert(0, {root!r})
-from experiments import data as data_lib
-from experiments import train
+from experiments import data as data_lib, drivers
 import test_repr_run
 n = int(sys.argv[2]); calls = {{"n": 0}}
 real = data_lib.train_batch
@@ -159,7 +158,7 @@ def batch(source, step, **kw):
     os.kill(os.getpid(), signal.SIGKILL)
   return real(source, step, **kw)
 data_lib.train_batch = batch
-train.train_and_evaluate(test_repr_run.small_repr_config(), sys.argv[1])
+drivers.run(test_repr_run.small_repr_config(), sys.argv[1])
 """
 
 
@@ -201,7 +200,7 @@ def test_kill_9_mid_cycle_resumes_bit_identically(finished, tmp_path):
 def test_bad_repr_config_names_the_field(tmp_path, field, value, words):
   config = small_repr_config(**{field: value})
   with pytest.raises(config_check.ConfigError, match=words.replace(".", r"\.")):
-    train.train_and_evaluate(config, str(tmp_path / "bad"))
+    drivers.run(config, str(tmp_path / "bad"))
   assert not os.path.exists(tmp_path / "bad")
 
 
@@ -209,7 +208,7 @@ def test_model_without_ranked_conv_is_refused(tmp_path):
   config = small_repr_config(model="mlp")
   config.model_kwargs = {"hidden": (8,)}
   with pytest.raises(config_check.ConfigError, match="config.model"):
-    train.train_and_evaluate(config, str(tmp_path / "mlp"))
+    drivers.run(config, str(tmp_path / "mlp"))
   assert not os.path.exists(tmp_path / "mlp")
 
 

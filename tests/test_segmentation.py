@@ -10,7 +10,7 @@ import pytest
 
 from experiments import models
 from experiments import segmentation as seg
-from experiments import train
+from experiments import drivers
 from experiments.configs import gradcount_shapes
 from experiments.models import _segmentation
 from tests import _layer_list_ref as ref
@@ -180,7 +180,7 @@ def tiny_config(**gc):
 def test_plain_segmentation_run_end_to_end(tmp_path):
   config = tiny_config()
   del config.gradcount  # the plain trainer, no gradient counting
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = drivers.run(config, str(tmp_path))
   final = summary["final"]
   for key in ("dice", "mean_iou", "remaining_fraction",
               "filters_remaining_fraction", "memory_bytes"):

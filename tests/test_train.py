@@ -8,6 +8,7 @@ import pytest
 
 from experiments import config_check
 from experiments import data as data_lib
+from experiments import drivers
 from experiments import train
 from helpers import leaves_equal
 from helpers import small_config
@@ -17,7 +18,7 @@ from helpers import small_config
 def finished_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   config = small_config()
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   return config, workdir, summary
 
 
@@ -62,7 +63,7 @@ def test_pruned_weights_are_exactly_zero(finished_run):
 def test_rerun_after_finish_returns_stored_result(finished_run, capsys):
   config, workdir, summary = finished_run
   before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
-  again = train.train_and_evaluate(config, workdir)
+  again = drivers.run(config, workdir)
   assert again == json.loads(json.dumps(summary))
   assert "already finished" in capsys.readouterr().out
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
@@ -81,9 +82,9 @@ def test_interrupted_run_resumes_bit_identically(finished_run, tmp_path,
 
   monkeypatch.setattr(data_lib, "train_batch", interrupt_at_170)
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, workdir)
+    drivers.run(config, workdir)
   monkeypatch.setattr(data_lib, "train_batch", real_batch)
-  summary = train.train_and_evaluate(config, workdir)
+  summary = drivers.run(config, workdir)
   assert summary == json.loads(json.dumps(ref_summary))
   assert leaves_equal(train.load_state(config, workdir),
                        train.load_state(config, ref_dir))
@@ -103,7 +104,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(
 
   monkeypatch.setattr(data_lib, "train_batch", nan_at_130)
   with pytest.raises(train.NonFiniteLossError, match="step 131"):
-    train.train_and_evaluate(config, workdir)
+    drivers.run(config, workdir)
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
       "100", "125"]
   assert not os.path.exists(os.path.join(workdir, "summary.json"))
@@ -114,7 +115,7 @@ def test_workdir_of_another_config_is_refused(finished_run):
   other = small_config(learning_rate=0.5)
   listing = sorted(os.listdir(workdir))
   with pytest.raises(config_check.ConfigError, match="learning_rate"):
-    train.train_and_evaluate(other, workdir)
+    drivers.run(other, workdir)
   assert sorted(os.listdir(workdir)) == listing
 
 
@@ -130,7 +131,7 @@ def test_workdir_of_another_config_is_refused(finished_run):
 def test_bad_config_names_the_field(tmp_path, field, value):
   config = small_config(**{field: value})
   with pytest.raises(config_check.ConfigError, match=field.split(".")[-1]):
-    train.train_and_evaluate(config, str(tmp_path / "bad"))
+    drivers.run(config, str(tmp_path / "bad"))
   assert not os.path.exists(tmp_path / "bad")
 
 
@@ -143,7 +144,7 @@ def test_batchnorm_resnet_with_global_pruning_on_synthetic(tmp_path):
       "pruning.begin_step": 10, "model_kwargs": {}})
   config.dataset_kwargs = {"input_shape": (8, 8, 3), "num_train": 256,
                            "num_validation": 64, "num_test": 64}
-  summary = train.train_and_evaluate(config, str(tmp_path))
+  summary = drivers.run(config, str(tmp_path))
   assert summary["final"]["remaining_fraction"] == pytest.approx(0.2,
                                                                  abs=1e-3)
   assert np.isfinite(summary["final"]["test_loss"])
@@ -164,7 +165,7 @@ def test_tfds_mnist_under_mock_data(tmp_path):
   config.dataset_kwargs = {"num_validation": 16}
   with tfds.testing.mock_data(num_examples=64,
                               policy=tfds.testing.MockPolicy.USE_CODE):
-    summary = train.train_and_evaluate(config, str(tmp_path / "run"))
+    summary = drivers.run(config, str(tmp_path / "run"))
   assert summary["dataset"] == "mnist"
   assert summary["layers"][0]["size"] == 784 * 64
   assert 0.0 <= summary["final"]["test_accuracy"] <= 1.0
