@@ -1,0 +1,52 @@
+"""The driver registry: a new method is one module and one registry line."""
+import json
+import os
+
+import ml_collections
+import pytest
+
+from experiments import config_check
+from experiments import drivers
+import helpers
+
+
+def _toy_config():
+  config = helpers.small_config(**{"pruning.method": "none",
+                                   "num_steps": 60, "eval_every": 60,
+                                   "checkpoint_every": 30})
+  config.toy = ml_collections.ConfigDict({"prune_at": 30, "fraction": 0.5})
+  return config
+
+
+def test_a_toy_driver_is_one_module_and_one_registry_line(tmp_path,
+                                                          monkeypatch):
+  monkeypatch.setitem(drivers.DRIVERS, "toy", "_toy_driver")  # the line
+  config = _toy_config()
+  assert drivers.section_of(config) == "toy"
+  workdir = str(tmp_path / "toy")
+  summary = drivers.run(config, workdir)
+  assert summary["toy"] == {"fraction": 0.5}
+  kept = summary["final"]["remaining_fraction"]
+  assert 0.45 < kept < 0.55, kept  # half of every layer removed once
+  # the run protocol: config.json, summary.json last, resume returns it
+  with open(os.path.join(workdir, "config.json")) as f:
+    assert json.load(f)["toy"] == {"prune_at": 30, "fraction": 0.5}
+  assert drivers.run(config, workdir) == summary
+  # and the registry's one-section rule covers the new section
+  config.repr = ml_collections.ConfigDict({"cycles": 1})
+  with pytest.raises(config_check.ConfigError, match="toy.*repr|repr.*toy"):
+    drivers.run(config, str(tmp_path / "two"))
+  assert not os.path.exists(tmp_path / "two")
+
+
+def test_the_plain_run_is_a_driver_too():
+  assert drivers.driver_of(helpers.small_config()).__name__ == (
+      "experiments.train")
+  assert drivers.section_of(helpers.small_config()) is None
+
+
+def test_register_refuses_a_clash_and_a_bad_name():
+  with pytest.raises(ValueError, match="already registered"):
+    drivers.register("lottery", "somewhere.else")
+  with pytest.raises(ValueError, match="not an identifier"):
+    drivers.register("two words", "x")
