@@ -8,6 +8,8 @@ it), so a kill during a write leaves the previous checkpoint intact.
 """
 from __future__ import annotations
 
+import os
+
 import jax
 import orbax.checkpoint as ocp
 
@@ -27,18 +29,46 @@ def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
 
 
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
-  """(state, meta) of the newest checkpoint, or None if there is none.
+  """(state, meta) of the newest readable checkpoint, or None if none.
 
   `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with shardings (from
   `jax.eval_shape`), so arrays come back already placed on the mesh.
+
+  A checkpoint that cannot be restored (a truncated or deleted file, a
+  missing item) is set aside, never deleted: process 0 moves it to
+  ``<workdir>/checkpoints.set_aside/<step>`` with a one-line warning, and
+  the next older one is tried. No state of the directory can block a
+  re-run forever: with every checkpoint set aside the run starts afresh.
   """
-  step = mngr.latest_step()
-  if step is None:
-    return None
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state),
-      meta=ocp.args.JsonRestore()))
-  return restored.state, restored.meta
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state),
+          meta=ocp.args.JsonRestore()))
+      if restored.meta is None or restored.state is None:
+        raise ValueError("missing item")
+      return restored.state, restored.meta
+    except Exception as e:  # pylint: disable=broad-except
+      _set_aside(mngr, step, e)
+  return None
+
+
+def _set_aside(mngr: ocp.CheckpointManager, step: int, error) -> None:
+  root = os.fspath(mngr.directory)
+  aside = os.path.join(os.path.dirname(root), "checkpoints.set_aside")
+  reason = (str(error).splitlines() or [type(error).__name__])[0][:200]
+  if jax.process_index() == 0:
+    os.makedirs(aside, exist_ok=True)
+    target = os.path.join(aside, str(step))
+    n = 1
+    while os.path.exists(target):
+      target = os.path.join(aside, f"{step}.{n}")
+      n += 1
+    os.replace(os.path.join(root, str(step)), target)
+    print(f"warning: checkpoint {step} in {root} is unreadable "
+          f"({type(error).__name__}: {reason}); moved to {target}, trying "
+          "the previous one", flush=True)
+  mngr.reload()
 
 
 def abstract_like(state, shardings):

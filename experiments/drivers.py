@@ -17,14 +17,43 @@ The registry names modules instead of importing them, so that this module
 imports no driver: the drivers import the trainer library
 (``experiments.train``), and nothing the trainer imports may import them
 back (``tests/test_layering.py`` checks that the import graph is acyclic).
+
+**The result a driver declares.** Every driver module also has
+``deployable(config, workdir, **options) -> Deployable`` (or an
+:class:`Ensemble`): the network a user would deploy, built deterministically
+from what the finished run stored, and ``DEPLOY_OPTIONS``, the options it
+takes (``level`` for lottery, ``member`` for BENN; ``launch.export``
+refuses the others). ``experiments.export.export_run`` asks
+:func:`deployable` for it, so ``launch.export --workdir=RUN`` exports every
+driver's result, and ``launch.evaluate`` on the file gives the run's
+reported test accuracy (``Deployable.info["test_accuracy"]``):
+
+=================  ===================================================
+plain run, FBS     the newest checkpoint of ``RUN/checkpoints``
+lottery            level N (``level=N``, required): ``RUN/level_NN``
+RePr               the final phase, ``RUN/final``
+FPGM               ``RUN/train`` at T, after the final hard removal
+slimming           ``RUN/finetune``: pruned and fine-tuned
+gradient counting  ``RUN/checkpoints``: the final mask, filters removed
+main/subsidiary    the last main stage: every layer's keeps baked in
+BENN               member K (``member=K``), or without it the ensemble:
+                   every member and the vote weights (``Ensemble``)
+=================  ===================================================
+
+A run without ``summary.json`` is unfinished and is refused
+(:func:`finished_summary`), except a finished lottery level.
 """
 
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from types import ModuleType
+from typing import Any, NamedTuple
 
 from experiments import errors
+from experiments import locks
 
 # section name -> driver module (None: the plain run).
 PLAIN = "experiments.train"
@@ -71,6 +100,62 @@ def driver_of(config) -> ModuleType:
                                  else DRIVERS[section])
 
 
+class Deployable(NamedTuple):
+  """A run's result as one network.
+
+  ``config``: the config whose model (``train.build(config).model``)
+  computes it; ``state``: a ``train.TrainState`` (its ``params``,
+  ``batch_stats``, ``mask`` and ``step`` are exported; pruned weights are
+  exactly 0); ``info``: ``"result"`` (what it is, in words),
+  ``"test_accuracy"`` (the run's reported test accuracy of this network)
+  and the export options used (``"level"``, ``"member"``)."""
+  config: Any
+  state: Any
+  info: dict
+
+
+class Ensemble(NamedTuple):
+  """Several networks and their vote (BENN): ``members`` (Deployables),
+  ``alphas`` (one weight per member), ``vote`` ("soft": argmax of the
+  alpha-weighted sum of the members' outputs), ``scores`` ("scores": the
+  raw outputs, "probabilities": their softmax), ``info`` as above."""
+  members: list
+  alphas: list
+  vote: str
+  scores: str
+  info: dict
+
+
+def finished_summary(workdir: str) -> dict:
+  """The stored summary of the finished run in `workdir`; raises
+  FileNotFoundError (one line) for an unfinished run."""
+  path = os.path.join(workdir, "summary.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{workdir} has no summary.json: the run is "
+                            "unfinished")
+  with open(path) as f:
+    return json.load(f)
+
+
+def deployable(config, workdir: str, **options):
+  """The result the driver of `config` declares for the finished run in
+  `workdir` (a :class:`Deployable` or an :class:`Ensemble`).
+
+  ``options`` with value None are dropped; one the driver does not take
+  (``DEPLOY_OPTIONS``) is a ValueError naming it.
+  """
+  module = driver_of(config)
+  options = {k: v for k, v in options.items() if v is not None}
+  accepted = tuple(getattr(module, "DEPLOY_OPTIONS", ()))
+  for name in options:
+    if name not in accepted:
+      raise ValueError(
+          f"--{name} is not an option of {section_of(config) or 'plain'} "
+          f"runs ({workdir}; they take "
+          f"{', '.join('--' + a for a in accepted) or 'none'})")
+  return module.deployable(config, workdir, **options)
+
+
 def run(config, workdir: str) -> dict:
   """Runs (or resumes, or returns the stored result of) `config` in
   `workdir` with its driver; returns the run's summary dict.
@@ -78,7 +163,14 @@ def run(config, workdir: str) -> dict:
   Raises ``errors.ConfigError`` for a bad config, two method
   sections, or a workdir of another config (nothing is written then).
   """
-  return driver_of(config).run(config, workdir)
+  workdir = locks.absolute(workdir)
+  driver = driver_of(config)
+  try:
+    return driver.run(config, workdir)
+  finally:
+    locks.unlock(workdir)  # taken by runs.open_run / runs.create
 
 
-__all__ = ["DRIVERS", "PLAIN", "driver_of", "register", "run", "section_of"]
+__all__ = ["DRIVERS", "Deployable", "Ensemble", "PLAIN", "deployable",
+           "driver_of", "finished_summary", "register", "run",
+           "section_of"]

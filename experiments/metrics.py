@@ -43,8 +43,14 @@ class MetricWriter:
       return
     with open(self._path) as f:
       lines = [l for l in f if l.strip()]
-    kept = [l for l in lines if json.loads(l)["step"] <= step]
-    if len(kept) != len(lines):
+    rows = [_parse(l) for l in lines]
+    torn = sum(r is None for r in rows)
+    if torn:  # a kill or a full disk mid-write: drop it, say so
+      print(f"note: {self._path}: dropped {torn} unreadable line(s) (a "
+            "write cut short); the checkpoint is intact", flush=True)
+    kept = [l if l.endswith("\n") else l + "\n"
+            for l, r in zip(lines, rows) if r is not None and r["step"] <= step]
+    if kept != lines:  # dropped rows, a torn line or a missing newline
       tmp = self._path + ".tmp"
       with open(tmp, "w") as f:
         f.writelines(kept)
@@ -95,6 +101,16 @@ def read_events(path: str) -> list[dict]:
     return []
   with open(path) as f:
     return [json.loads(l) for l in f if l.strip()]
+
+
+def _parse(line: str) -> dict | None:
+  """One metrics row, or None for a torn line (not a JSON object with a
+  step)."""
+  try:
+    row = json.loads(line)
+  except ValueError:
+    return None
+  return row if isinstance(row, dict) and "step" in row else None
 
 
 def _scalar(v):

@@ -18,6 +18,16 @@ rules hold in one place:
 * **Atomic writes.** Every file is written to a temporary name and renamed
   (:func:`write_json`, :func:`write_text`, :func:`write_with`), so a kill
   never leaves a half-written file under the real name.
+* **One writer per workdir.** A run holds an OS lock on ``W/.lock``
+  (``fcntl.flock``) from the moment its workdir exists until its driver
+  returns (:func:`lock`, taken by :func:`open_run` / :func:`create`,
+  released by ``drivers.run``); a second run on the same workdir is refused
+  with :class:`WorkdirError` naming the holder's pid. The OS drops the lock
+  when the process dies, so a stale lock never needs cleaning.
+* **Absolute paths.** :func:`absolute` expands ``~`` and makes a path
+  absolute once, at the boundary (``drivers.run`` and the ``launch``
+  programs), so orbax (which needs absolute paths) and the sweep's
+  subprocesses see the same directory.
 * **Host 0 writes.** Under ``jax.distributed`` every process runs the same
   code; only process 0 writes (:func:`is_main`), the others compute the same
   values and skip the write.
@@ -36,15 +46,16 @@ from typing import Any, Callable
 import jax
 
 from experiments import config_check
+from experiments import locks
+from experiments.locks import absolute
+from experiments.locks import lock
+from experiments.locks import unlock
 
 
-class WorkdirError(config_check.ConfigError):
-  """The workdir holds another config's run."""
+WorkdirError = locks.WorkdirError  # re-exported
 
 
-def is_main() -> bool:
-  """True on the process that writes the workdir (process 0)."""
-  return jax.process_index() == 0
+is_main = locks.is_main  # re-exported
 
 
 def config_json(config) -> dict:
@@ -146,6 +157,7 @@ def create(config, workdir: str) -> None:
   if not is_main():
     return
   os.makedirs(workdir, exist_ok=True)
+  lock(workdir)
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     write_json(path, config_json(config))
@@ -176,6 +188,7 @@ def open_run(config, workdir: str, *,
   """
   validate(config)
   check_workdir(config, workdir, compare)
+  lock(workdir)
   summary = stored_summary(workdir)
   if summary is not None:
     if format_fn is not None and is_main():
@@ -187,7 +200,7 @@ def open_run(config, workdir: str, *,
   return None
 
 
-__all__ = ["WorkdirError", "check_workdir", "config_json", "create",
-           "is_main", "open_run", "read_json", "read_json_if_exists",
+__all__ = ["WorkdirError", "absolute", "check_workdir", "config_json",
+           "create", "is_main", "lock", "open_run", "unlock", "read_json", "read_json_if_exists",
            "read_result", "stored_summary", "validate", "write_json",
            "write_result", "write_summary", "write_text", "write_with"]

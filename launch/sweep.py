@@ -56,18 +56,21 @@ def main(argv):
     _fail(f"--parallel must be >= 1, got {_PARALLEL.value}", 2)
 
   logging.set_verbosity(logging.WARNING)
+  from experiments import locks  # pylint: disable=g-import-not-at-top
   from experiments import sweep  # pylint: disable=g-import-not-at-top
+  # Relative and ~ paths: absolute once, here (the points run elsewhere).
+  workdir = locks.absolute(_WORKDIR.value) if _WORKDIR.value else None
   try:
     s = sweep.load(_CONFIG.value)
     if _DRY_RUN.value:
-      workdir = _WORKDIR.value or "DIR"
+      workdir = workdir or "DIR"
       print(f"{len(s.points)} runs ({len(s.grids)} sub-grid(s), seeds "
             f"{s.seeds}):")
       for p in s.points:
         cmd = sweep.command(s, p, workdir)
         print(f"{p.name}\n  {shlex.join(['python', *cmd[1:]])}")
       return
-    failed = sweep.run(s, _WORKDIR.value, parallel=_PARALLEL.value,
+    failed = sweep.run(s, workdir, parallel=_PARALLEL.value,
                        echo=lambda line: print(line, flush=True))
   except sweep.SweepError as e:
     _fail(str(e), 2)
