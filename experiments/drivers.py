@@ -46,14 +46,18 @@ A run without ``summary.json`` is unfinished and is refused
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 from types import ModuleType
 from typing import Any, NamedTuple
 
+import jax
+
 from experiments import errors
 from experiments import locks
+from experiments import signals
 
 # section name -> driver module (None: the plain run).
 PLAIN = "experiments.train"
@@ -166,7 +170,12 @@ def run(config, workdir: str) -> dict:
   workdir = locks.absolute(workdir)
   driver = driver_of(config)
   try:
-    return driver.run(config, workdir)
+    # SIGTERM/SIGINT: checkpoint, then Preempted. One process only: under
+    # jax.distributed the processes could stop at different steps and
+    # deadlock in the collective checkpoint save.
+    with (signals.handling() if jax.process_count() == 1
+          else contextlib.nullcontext()):
+      return driver.run(config, workdir)
   finally:
     locks.unlock(workdir)  # taken by runs.open_run / runs.create
 

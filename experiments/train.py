@@ -33,6 +33,7 @@ from experiments import optimizers
 from experiments import pruning
 from experiments import runs
 from experiments import segmentation
+from experiments import signals
 import binary
 import sparsity
 
@@ -500,6 +501,11 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], TrainState],
           or step in prune_at):  # a pruning event is a phase boundary
         flush_metrics(step)
         checkpoint(state, step)
+      elif signals.requested() is not None:  # preempted: keep this step
+        checkpoint(state, step)
+      if signals.requested() is not None and step < end_step:
+        writer.close()
+        raise signals.Preempted(step, signals.requested())
   writer.close()
   return state
 
@@ -602,6 +608,20 @@ def model_summary(engine: "Engine", state, with_mask: bool = True) -> list:
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   mask = jax.device_get(state.mask) if with_mask else None
   return binary.model_summary(layers, variables, mask)
+
+
+# ------------------------------------------------------------- result --
+DEPLOY_OPTIONS = ()
+
+
+def deployable(config, workdir: str):
+  """The plain run's result: its newest checkpoint (``drivers.Deployable``;
+  the protocol is in ``experiments/drivers.py``)."""
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  summary = drivers.finished_summary(workdir)
+  return drivers.Deployable(config, load_state(config, workdir), {
+      "result": "the newest checkpoint",
+      "test_accuracy": summary["final"]["test_accuracy"]})
 
 
 # ------------------------------------------------------------------- main --

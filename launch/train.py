@@ -9,8 +9,11 @@ a finished run it prints the stored result and exits at once.
 Multi-process (e.g. 2 CPU processes on one host, gloo collectives):
   --coordinator_address=localhost:12345 --num_processes=2 --process_id=K
 
-Exit codes: 0 success, 2 bad input (config, flags, workdir of another run),
-1 failed run (e.g. non-finite loss; the last good checkpoint is kept).
+Exit codes: 0 success, 2 bad input (config, flags, workdir of another run
+or in use by another run), 1 failed run (e.g. non-finite loss; the last
+good checkpoint is kept), 143 preempted by SIGTERM and 130 stopped by
+SIGINT (a one-process run checkpoints the step it reached first; re-running
+resumes with no step lost).
 """
 import sys
 
@@ -78,6 +81,7 @@ def main(argv):
 
   from experiments import config_check  # pylint: disable=g-import-not-at-top
   from experiments import drivers  # pylint: disable=g-import-not-at-top
+  from experiments import signals  # pylint: disable=g-import-not-at-top
   from experiments import train  # pylint: disable=g-import-not-at-top
   try:
     drivers.run(_CONFIG.value, _WORKDIR.value)
@@ -87,6 +91,9 @@ def main(argv):
     _fail(str(e).splitlines()[0], 2)
   except train.NonFiniteLossError as e:
     _fail(str(e), 1)
+  except signals.Preempted as e:  # checkpoint written: re-run resumes
+    print(f"launch.train: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

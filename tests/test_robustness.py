@@ -159,3 +159,42 @@ def test_the_cli_refuses_a_locked_workdir_with_exit_2(tmp_path):
   assert f"pid {os.getpid()}" in lines[0]
   assert "Traceback" not in proc.stderr
   assert sorted(os.listdir(workdir)) == [".lock"]
+
+
+_PREEMPT = """
+import os, signal, sys
+sys.path[:0] = [{root!r}, {here!r}]
+from experiments import data as data_lib
+import test_robustness as t
+real = data_lib.train_batch
+def batch(source, step, **kw):
+  if step == {at}:  # SLURM's SIGTERM arrives during step {at}
+    os.kill(os.getpid(), signal.SIGTERM)
+  return real(source, step, **kw)
+data_lib.train_batch = batch
+from experiments import drivers, signals
+try:
+  drivers.run(t._tiny(num_steps=40), sys.argv[1])
+except signals.Preempted as e:
+  print("PREEMPTED", e.step, flush=True)
+  sys.exit(e.exit_code)
+"""
+
+
+def test_sigterm_checkpoints_and_the_rerun_loses_no_step(tmp_path):
+  ref = drivers.run(_tiny(num_steps=40), str(tmp_path / "ref"))
+  workdir = str(tmp_path / "pre")
+  proc = subprocess.run(
+      [sys.executable, "-c", _PREEMPT.format(
+          root=ROOT, here=os.path.dirname(__file__), at=14), workdir],
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 143, proc.stderr[-2000:]
+  assert "PREEMPTED 15" in proc.stdout  # step 15 finished, then stopped
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir,
+                                                         "checkpoints"))
+                 if d.isdigit())
+  assert steps[-1] == 15, steps  # the preemption step, not 10
+  assert not os.path.exists(os.path.join(workdir, "summary.json"))
+  resumed = drivers.run(_tiny(num_steps=40), workdir)
+  assert resumed == ref
