@@ -5,6 +5,8 @@ first problem it finds; `launch.train` prints that one line and exits 2.
 """
 from __future__ import annotations
 
+import math
+
 from experiments import data as data_lib
 from experiments import drivers
 from experiments import errors
@@ -45,8 +47,16 @@ def validate(config, *, device_count: int | None = None) -> None:
   for field in ("num_steps", "batch_size", "eval_batch_size", "log_every",
                 "eval_every", "checkpoint_every"):
     _positive_int(config, field)
-  _require(config.learning_rate > 0, "learning_rate",
-           f"must be > 0, got {config.learning_rate!r}")
+  _require(isinstance(config.learning_rate, (int, float))
+           and math.isfinite(config.learning_rate)
+           and config.learning_rate > 0, "learning_rate",
+           f"must be a finite number > 0, got {config.learning_rate!r}")
+  _require(isinstance(config.seed, int) and not isinstance(config.seed, bool)
+           and 0 <= config.seed < 2**31, "seed",
+           f"must be an integer in [0, 2**31), got {config.seed!r}")
+  keep = config.get("keep_checkpoints", 1)
+  _require(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1,
+           "keep_checkpoints", f"must be an integer >= 1, got {keep!r}")
   _require(config.weight_decay >= 0, "weight_decay",
            f"must be >= 0, got {config.weight_decay!r}")
   if device_count is not None:

@@ -50,6 +50,7 @@ import contextlib
 import importlib
 import json
 import os
+import shutil
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -169,6 +170,7 @@ def run(config, workdir: str) -> dict:
   """
   workdir = locks.absolute(workdir)
   driver = driver_of(config)
+  new = not os.path.exists(workdir)
   try:
     # SIGTERM/SIGINT: checkpoint, then Preempted. One process only: under
     # jax.distributed the processes could stop at different steps and
@@ -176,8 +178,26 @@ def run(config, workdir: str) -> dict:
     with (signals.handling() if jax.process_count() == 1
           else contextlib.nullcontext()):
       return driver.run(config, workdir)
+  except BaseException:
+    # A run that fails before its first checkpoint (a bad model setting, a
+    # batch larger than the split, ...) leaves a new workdir absent, so the
+    # corrected command is not refused as "a run of another config".
+    if new and locks.is_main() and not _holds_progress(workdir):
+      shutil.rmtree(workdir, ignore_errors=True)
+    raise
   finally:
     locks.unlock(workdir)  # taken by runs.open_run / runs.create
+
+
+def _holds_progress(workdir: str) -> bool:
+  """Whether `workdir` holds a checkpoint or a finished phase."""
+  for dirpath, dirnames, filenames in os.walk(workdir):
+    if "result.json" in filenames or "summary.json" in filenames:
+      return True
+    if os.path.basename(dirpath) == "checkpoints" and any(
+        d.isdigit() for d in dirnames):
+      return True
+  return False
 
 
 __all__ = ["DRIVERS", "Deployable", "Ensemble", "PLAIN", "deployable",

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import pytest
 
 from experiments import checkpointing
+from experiments import config_check
 from experiments import drivers
 from experiments import locks
 from experiments import metrics
@@ -198,3 +199,35 @@ def test_sigterm_checkpoints_and_the_rerun_loses_no_step(tmp_path):
   assert not os.path.exists(os.path.join(workdir, "summary.json"))
   resumed = drivers.run(_tiny(num_steps=40), workdir)
   assert resumed == ref
+
+
+def test_a_run_that_fails_before_its_first_step_leaves_no_workdir(tmp_path):
+  workdir = str(tmp_path / "w")
+  bad = _tiny()
+  bad.model_kwargs.hidden = (64, -3)  # not a layer width: fails in init
+  with pytest.raises(Exception):
+    drivers.run(bad, workdir)
+  assert not os.path.exists(workdir)  # the corrected command may run
+  assert drivers.run(_tiny(), workdir)["final"]["step"] == 20
+
+
+def test_an_existing_workdir_is_left_byte_identical_by_bad_input(tmp_path):
+  workdir = str(tmp_path / "w")
+  drivers.run(_tiny(), workdir)
+
+  def listing():
+    out = {}
+    for dirpath, _, files in os.walk(workdir):
+      for f in files:
+        if f != ".lock":
+          with open(os.path.join(dirpath, f), "rb") as fh:
+            out[os.path.join(dirpath, f)] = fh.read()
+    return out
+
+  before = listing()
+  for field, value in (("learning_rate", float("inf")),
+                       ("keep_checkpoints", 0), ("seed", 2**40)):
+    bad = _tiny(**{field: value})
+    with pytest.raises(config_check.ConfigError, match=field):
+      drivers.run(bad, workdir)
+  assert listing() == before
