@@ -5,7 +5,9 @@ on prunable leaves (Dense/Conv kernels by default), ``None`` elsewhere.
 
 * Mask algebra: :func:`create_mask`, :func:`apply_mask`,
   :func:`combine_masks`, :func:`count`, :func:`remaining_fraction`,
-  :func:`summarize`, :func:`format_summary_table`.
+  :func:`summarize`, :func:`format_summary_table`. Flax NNX params work
+  too: an ``nnx.State`` (``nnx.state(model, nnx.Param)``) or its
+  ``nnx.to_pure_dict``; :func:`align_mask` moves a mask between the forms.
 * Event transforms (between jitted phases; return a new mask, never revive
   a pruned weight, remove exactly k): :func:`prune_layerwise`,
   :func:`prune_layerwise_to`, :func:`prune_global`, :func:`prune_global_to`,
@@ -72,6 +74,7 @@ from sparsity._magnitude import resolve_rate
 from sparsity._masked import mask_opt_state
 from sparsity._masked import masked
 from sparsity._masked import MaskedState
+from sparsity._masks import align_mask
 from sparsity._masks import apply_mask
 from sparsity._masks import combine_masks
 from sparsity._masks import count
@@ -126,6 +129,7 @@ __all__ = (
     "reset_counts",
     "shrink",
     "MaskedState",
+    "align_mask",
     "apply_mask",
     "channel_groups",
     "combine_masks",

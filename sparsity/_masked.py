@@ -82,14 +82,23 @@ def mask_opt_state(opt_state: Any, mask: Any) -> Any:
     [3.0, 0.0]
   """
   params_def = jax.tree.structure(mask, is_leaf=lambda x: x is None)
+  mask_leaves = jax.tree.leaves(mask, is_leaf=lambda x: x is None)
+  nnx_names = _masks.nnx_leaf_names(mask)
 
   def is_params_tree(x):
-    return x is not None and jax.tree.structure(x) == params_def
+    if x is None:
+      return False
+    if jax.tree.structure(x) == params_def:
+      return True
+    # NNX: the same leaf names without Variable wrappers or State/dict
+    # containers (nnx.Optimizer keeps moments in OptVariable wrappers).
+    return nnx_names is not None and _masks.nnx_leaf_names(x) == nnx_names
 
   def one(x):
     if is_params_tree(x):
-      return jax.tree.map(lambda m, leaf: _zero_pruned(leaf, m), mask, x,
-                          is_leaf=lambda m: m is None)
+      leaves, treedef = jax.tree.flatten(x)
+      return treedef.unflatten([_zero_pruned(leaf, m)
+                                for leaf, m in zip(leaves, mask_leaves)])
     return x
 
   return jax.tree.map(one, opt_state, is_leaf=is_params_tree)
@@ -122,6 +131,16 @@ def masked(inner: optax.GradientTransformation
 
   The mask is an argument, not state: changing its values never retraces a
   jitted step (same shapes and dtypes), and the trainer keeps one mask.
+
+  Flax NNX: build the mask on ``nnx.state(model, nnx.Param)`` (or its
+  ``nnx.to_pure_dict``; it is matched to the updates by leaf name, see
+  :func:`sparsity.align_mask`) and pass it through ``nnx.Optimizer``:
+  ``opt = nnx.Optimizer(model, sparsity.masked(optax.adam(lr)),
+  wrt=nnx.Param)`` then ``opt.update(model, grads, mask=mask)`` inside an
+  ``nnx.jit`` step that takes ``mask`` as an argument. A functional loop
+  over ``graphdef, params, rest = nnx.split(model, nnx.Param, ...)`` with
+  ``tx.init(params)`` and ``tx.update(grads, state, params, mask=mask)``
+  works the same way (README, "Flax NNX").
   Other extra keyword arguments are forwarded to ``inner`` (ignored if it
   does not take any).
 
@@ -160,6 +179,7 @@ def masked(inner: optax.GradientTransformation
     return MaskedState(inner_state=inner.init(params))
 
   def update_fn(updates, state, params=None, *, mask, **extra_args):
+    mask = _masks.align_mask(mask, updates)  # e.g. an NNX pure-dict mask
     updates = _masks.apply_mask(updates, mask)
     updates, inner_state = inner.update(updates, state.inner_state, params,
                                         **extra_args)
