@@ -11,6 +11,9 @@
   RNG stream in training and uses the real weights at test time):
   :class:`BinaryDense`, :class:`BinaryConv`, :func:`binary_kernel`,
   :func:`is_stochastic`, :func:`uniform_init`.
+* Flax NNX layers, same quantizers and conventions (``rngs`` stream
+  ``"quantize"`` for stochastic binarization): :class:`BinaryLinear` and
+  :class:`BinaryConvNNX` (``BinaryConv`` is the Linen layer's name).
 * BinaryConnect per-step transforms (chain after any optax optimizer):
   :func:`scale_by_glorot` (per-layer LR), :func:`clip_params` (weights in
   ``[-H, H]``, chained last); and :func:`glorot_lr_scale`,
@@ -55,6 +58,8 @@ from binary._layers import BinaryConv
 from binary._layers import BinaryDense
 from binary._layers import is_stochastic
 from binary._layers import uniform_init
+from binary._nnx import BinaryConv as BinaryConvNNX
+from binary._nnx import BinaryLinear
 from binary._mainsub import add_mask_penalty
 from binary._mainsub import bake_filter_keep
 from binary._mainsub import budget_removed
@@ -82,7 +87,9 @@ from binary._summary import model_summary
 
 __all__ = (
     "BinaryConv",
+    "BinaryConvNNX",
     "BinaryDense",
+    "BinaryLinear",
     "ClipParamsState",
     "ENSEMBLES",
     "QUANTIZERS",
