@@ -348,6 +348,59 @@ class _Driver:
     }
 
 
+# -------------------------------------------------------------- result ----
+DEPLOY_OPTIONS = ("member",)
+
+
+def _member_state(driver: _Driver, k: int):
+  """Member k's final TrainState: its own phase, or row k of the stacked
+  state (restored on one device)."""
+  if not driver.stacked():
+    _, restored = driver.engine.restore(driver.member_dir(k))
+    if restored is None:
+      raise FileNotFoundError(f"no checkpoint in {driver.member_dir(k)}")
+    return restored[0]
+  d = os.path.join(driver.workdir, "stacked")
+  keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(
+      driver.config.seed), i) for i in range(driver.k)])
+  abstract = jax.eval_shape(jax.vmap(driver.engine.run.init_state), keys)
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  restored = checkpointing.restore_latest(
+      checkpointing.manager(d), checkpointing.abstract_like(
+          abstract, jax.tree.map(lambda _: one, abstract)))
+  if restored is None:
+    raise FileNotFoundError(f"no checkpoint in {d}")
+  return jax.tree.map(lambda x: np.asarray(x)[k], restored[0])
+
+
+def deployable(config, workdir: str, member: int | None = None):
+  """Member `member` (its own test accuracy), or without it the ensemble
+  (``drivers.Ensemble``: every member, the summary's alphas, the soft
+  vote over `benn.soft_vote` outputs; the summary's test accuracy)."""
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  summary = drivers.finished_summary(workdir)
+  driver = _Driver(config, workdir)
+  rows = summary["members"]
+  if member is not None and not 0 <= member < len(rows):
+    raise ValueError(f"no member {member} in {workdir} (members: 0.."
+                     f"{len(rows) - 1})")
+
+  def one(k: int):
+    return drivers.Deployable(config, _member_state(driver, k), {
+        "result": f"BENN member {k}", "member": k,
+        "test_accuracy": rows[k]["test_accuracy"]})
+
+  if member is not None:
+    return one(member)
+  return drivers.Ensemble(
+      members=[one(k) for k in range(len(rows))],
+      alphas=[float(r["alpha"]) for r in rows], vote="soft",
+      scores=summary["benn"]["soft_vote"], info={
+          "result": f"the BENN ensemble ({len(rows)} members, "
+                    f"{summary['benn']['ensemble']}, soft vote)",
+          "test_accuracy": summary["final"]["test_accuracy"]})
+
+
 # ------------------------------------------------------------- reports ----
 def format_table(summary: dict, markdown: bool = False) -> str:
   """Accuracy vs ensemble size (and each member's own accuracy)."""

@@ -158,6 +158,10 @@ def deployable(config, workdir: str, **options):
           f"--{name} is not an option of {section_of(config) or 'plain'} "
           f"runs ({workdir}; they take "
           f"{', '.join('--' + a for a in accepted) or 'none'})")
+  if not hasattr(module, "deployable"):
+    raise ValueError(f"the {section_of(config) or 'plain'} driver "
+                     f"({module.__name__}) declares no result to export "
+                     "(it has no deployable())")
   return module.deployable(config, workdir, **options)
 
 

@@ -119,6 +119,16 @@ def run(config, workdir: str) -> dict:
   return summary
 
 
+# --------------------------------------------------------------- result --
+DEPLOY_OPTIONS = ()
+
+
+def deployable(config, workdir: str):
+  """The FBS network (gates included): the newest checkpoint, as for a
+  plain run (``drivers.Deployable``)."""
+  return train.deployable(config, workdir)
+
+
 def format_result(summary: dict) -> str:
   """The end-of-run text: the trainer's table, then the MAC table."""
   f = summary["final"]

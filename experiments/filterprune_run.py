@@ -353,6 +353,24 @@ def load_state(config, workdir: str, phase: str = "train"):
   return restored[0]
 
 
+DEPLOY_OPTIONS = ()
+
+
+def deployable(config, workdir: str):
+  """The pruned network the summary reports: FPGM's ``RUN/train`` at T
+  (checkpointed after the final event: the last selection and every
+  all-zero filter removed, kernel, bias and BatchNorm scale/shift all 0),
+  slimming's ``RUN/finetune`` (pruned, then fine-tuned)."""
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  summary = drivers.finished_summary(workdir)
+  phase = "train" if config.filterprune.method == "fpgm" else "finetune"
+  state = load_state(config, workdir, phase)
+  return drivers.Deployable(config, state, {
+      "result": f"the hard-pruned {config.filterprune.method} network "
+                f"(RUN/{phase})",
+      "test_accuracy": summary["final"]["test_accuracy"]})
+
+
 def _alive(kernel) -> np.ndarray:
   """(C_out,) bool: the filter has a non-zero kernel weight."""
   k = np.asarray(kernel)

@@ -260,6 +260,24 @@ def control_target(config) -> float:
   return float(gc.target_sparsity)
 
 
+# ------------------------------------------------------------- result ----
+DEPLOY_OPTIONS = ()
+
+
+def deployable(config, workdir: str):
+  """The network the summary reports: the newest checkpoint of the run's
+  one phase (``RUN/checkpoints``, step num_steps), with its final mask
+  (pruned weights and removed filters exactly 0)."""
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  summary = drivers.finished_summary(workdir)
+  _, restored = _Setup(config).engine.restore(workdir)
+  if restored is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}")
+  return drivers.Deployable(config, restored[0], {
+      "result": f"the {config.gradcount.method}-pruned network (final mask)",
+      "test_accuracy": summary["final"]["test_accuracy"]})
+
+
 # --------------------------------------------------------------- main ----
 def run(config, workdir: str) -> dict:
   """Trains a gradcount / l1 / magnitude run in `workdir`; the summary."""

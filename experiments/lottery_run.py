@@ -412,5 +412,32 @@ def run(config, workdir: str) -> dict:
   return summary
 
 
+# --------------------------------------------------------------- result --
+DEPLOY_OPTIONS = ("level",)
+
+
+def deployable(config, workdir: str, level: int | None = None):
+  """Level `level` of the trunk (its ticket, ``RUN/level_NN``), which must
+  be finished (its ``result.json``); the rest of the run need not be.
+  Without `level`: a ValueError listing the levels (one must be chosen)."""
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  levels = sorted(int(d[6:]) for d in os.listdir(workdir)
+                  if d.startswith("level_") and d[6:].isdigit())
+  if level is None:
+    raise FileNotFoundError(f"{workdir} is a lottery run: pass --level=N "
+                            f"(levels: {levels})")
+  d = level_dir(workdir, level)
+  if not os.path.isdir(d):
+    raise FileNotFoundError(f"{d} does not exist (no level {level} "
+                            f"in this run; levels: {levels or 'none'})")
+  result = runs.read_result(d)
+  if result is None:
+    raise FileNotFoundError(f"{d} has no result.json: level {level} is "
+                            "unfinished")
+  return drivers.Deployable(config, train.load_state(config, d), {
+      "result": f"level {level}", "level": level,
+      "test_accuracy": result["test_accuracy"]})
+
+
 def build_driver(config, workdir: str) -> _Driver:
   return _Driver(config, workdir)

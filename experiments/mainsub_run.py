@@ -352,6 +352,24 @@ class _Driver:
         input_shape=self.engine.dataset.input_shape, masked_bn=False)
 
 
+DEPLOY_OPTIONS = ()
+
+
+def deployable(config, workdir: str):
+  """The network the summary reports: the last main stage
+  (``RUN/layer_NN_main``), every pruned layer's keep vector baked into
+  its kernel (removed filters exactly 0, held by the mask); the gates
+  are gone, so it is the run's own model."""
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  summary = drivers.finished_summary(workdir)
+  driver = _Driver(config, workdir)
+  last = len(driver.layers) - 1
+  state = driver.final_state(driver.main_dir(last))
+  return drivers.Deployable(config, state, {
+      "result": f"the last main stage (RUN/layer_{last:02d}_main)",
+      "test_accuracy": summary["final"]["test_accuracy"]})
+
+
 def format_table(summary: dict, markdown: bool = False) -> str:
   """Per-layer kept filters and accuracy, then the controls."""
   rows = [("layer", "kept", "kept %", "acc after sub", "acc after main")]

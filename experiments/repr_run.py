@@ -237,6 +237,20 @@ def format_cycles(summary: dict) -> str:
   return "\n".join(lines)
 
 
+DEPLOY_OPTIONS = ()
+
+
+def deployable(config, workdir: str):
+  """RePr's result: the final phase (``RUN/final``, every filter back),
+  what the summary's test accuracy was measured on."""
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  summary = drivers.finished_summary(workdir)
+  state = _Driver(config, workdir).final_of(os.path.join(workdir, "final"))
+  return drivers.Deployable(config, state, {
+      "result": "the final phase (RUN/final)",
+      "test_accuracy": summary["final"]["test_accuracy"]})
+
+
 def run(config, workdir: str) -> dict:
   """Runs (or resumes) the RePr run in `workdir`; returns the summary.
 

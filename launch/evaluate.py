@@ -15,9 +15,13 @@ the conv computes only the channels an FBS gate keeps, see
 ``experiments/export/_gating.py``, off with ``--no_skip_gated``) and the
 time spent in it; skipping convs also report the fraction of their dense
 MACs they computed (``macs`` column, ``"macs_fraction"`` in JSON).
-``--json`` prints one JSON object instead.  ``--dataset`` defaults to the
-one the model was trained on; the training run's ``dataset_kwargs`` and
-seed (recorded in the file) are used when the dataset is that one.
+``--json`` prints one JSON object instead.  An ensemble (the JSON file
+``launch.export`` writes for a BENN run without ``--member``) is evaluated
+by its soft vote: the alpha-weighted sum of the members' outputs
+(``experiments/export/_ensemble.py``); its layers are listed per member.
+``--dataset`` defaults to the one the model was trained on; the training
+run's ``dataset_kwargs`` and seed (recorded in the file) are used when the
+dataset is that one.
 
 Needs NumPy (numba for the fast kernels, SciPy for CSR without numba; both
 optional) and the dataset loader ``experiments.data``; never imports JAX
@@ -106,8 +110,10 @@ def main(argv=None) -> int:
   if args.sparse_max_density is not None:
     kwargs["sparse_max_density"] = args.sparse_max_density
   try:
-    model = export.Model.load(args.model, fold_batchnorm=args.fold_batchnorm,
-                              skip_gated=not args.no_skip_gated, **kwargs)
+    load = (export.Ensemble.load if export.is_ensemble_file(args.model)
+            else export.Model.load)
+    model = load(args.model, fold_batchnorm=args.fold_batchnorm,
+                 skip_gated=not args.no_skip_gated, **kwargs)
   except export.FormatError as e:
     _fail(f"{args.model}: {e}")
   name = args.dataset or model.meta.get("dataset")

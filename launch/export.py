@@ -1,11 +1,18 @@
 r"""Exports a trained run to one ``.sbn`` file for the CPU evaluator.
 
   python -m launch.export --workdir=RUN --out=model.sbn [--level=N] \
-      [--overwrite] [--nobn_threshold] [--nobn_fold]
+      [--member=K] [--overwrite] [--nobn_threshold] [--nobn_fold]
 
-Reads RUN/config.json and the newest checkpoint of RUN (``--level=N``: of
-the lottery level RUN/level_NN), records the layer list from the model and
-writes weights, masks and bit-packed binary kernels (format:
+Reads RUN/config.json and exports the result the run's driver declares
+(``experiments/drivers.py``): the newest checkpoint of a plain or FBS run,
+lottery level N (``--level=N``, required for a lottery run), RePr's final
+phase, the hard-pruned FPGM / slimming / gradient-count / main-subsidiary
+network, BENN member K (``--member=K``; without it the ensemble: one
+``.sbn`` per member next to --out and --out a JSON file with their vote
+weights, which ``launch.evaluate`` reads). The run must be finished (its
+summary.json; for ``--level=N`` the level's result.json). It records the
+layer list from the model and writes weights, masks and bit-packed binary
+kernels (format:
 ``experiments/export/_format.py``, ``_encode.py``).  An existing --out is
 never replaced without --overwrite; the file appears atomically.  A
 BatchNorm read only through a sign (BNN, NIN) is stored as one float32
@@ -17,7 +24,8 @@ bias included (version 3; logits equal to float32 rounding);
 ``--nobn_fold`` keeps its four vectors.
 
 Exit codes: 0 success, 2 bad input, with a one-line message naming it (no
-run / level / checkpoint, a lottery run without --level, --out exists or
+run / level / member / checkpoint, an unfinished run, a lottery run without
+--level, --level or --member for another driver's run, --out exists or
 its directory does not, a pruned weight that is not exactly 0, a bad
 config, a model without a layer list).
 """
@@ -31,6 +39,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.")
 _OUT = flags.DEFINE_string("out", None, "The file to write (.sbn).")
 _LEVEL = flags.DEFINE_integer("level", None,
                               "Lottery level N: exports RUN/level_NN.")
+_MEMBER = flags.DEFINE_integer(
+    "member", None, "BENN member K (default: the whole ensemble).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Replace an existing --out.")
 _BN_THRESHOLD = flags.DEFINE_bool(
@@ -63,11 +73,13 @@ def main(argv):
     _fail("--out is required")
   if _LEVEL.value is not None and _LEVEL.value < 0:
     _fail("--level must be >= 0")
+  if _MEMBER.value is not None and _MEMBER.value < 0:
+    _fail("--member must be >= 0")
   logging.set_verbosity(logging.WARNING)
   from experiments import export  # pylint: disable=g-import-not-at-top
   try:
     info = export.export_run(_WORKDIR.value, _OUT.value, level=_LEVEL.value,
-                             overwrite=_OVERWRITE.value,
+                             member=_MEMBER.value, overwrite=_OVERWRITE.value,
                              bn_threshold=_BN_THRESHOLD.value,
                              bn_fold=_BN_FOLD.value)
   except (OSError, ValueError, KeyError) as e:
@@ -78,10 +90,17 @@ def main(argv):
     if isinstance(e, KeyError):
       message = f"missing key {message}"
     _fail(message)
-  print(f"wrote {info['out']}: {info['bytes']} bytes, {info['layers']} "
-        f"layers, {info['model']} on {info['dataset']} at step "
-        f"{info['step']}" + (f", level {info['level']}"
-                             if info["level"] is not None else ""))
+  members = (f" ({info['members']} member files and their vote weights)"
+             if info.get("members") else "")
+  print(f"wrote {info['out']}{members}: {info['bytes']} bytes, "
+        f"{info['layers']} layers, {info['model']} on {info['dataset']} at "
+        f"step {info['step']}" + (f", level {info['level']}"
+                                  if info["level"] is not None else ""))
+  if info.get("result"):
+    reported = info.get("reported_test_accuracy")
+    print(f"result: {info['result']}" + (
+        f" (reported test accuracy {reported:.4f})"
+        if isinstance(reported, float) else ""))
   if info.get("n_m"):  # stored as ordinary pruned layers (no N:M encoding)
     print("N:M layers: " + ", ".join(f"{name} {pattern}" for name, pattern
                                      in info["n_m"].items()))

@@ -17,6 +17,7 @@ from experiments import data as data_lib
 from experiments import drivers
 from experiments import train
 from experiments.configs import benn_digits
+from tests import _export_check
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -90,6 +91,22 @@ def test_summary_follows_the_contract(stacked):
   assert not np.array_equal(scores[0], scores[1])
 
 
+def test_export_of_a_member_and_of_the_ensemble(stacked, tmp_path):
+  """launch.export --member=K (row K of the stacked state) and the whole
+  ensemble (member files + vote weights), evaluated without JAX: member
+  K's and the ensemble's (soft vote) reported test accuracies exactly."""
+  d, s = stacked
+  result, _ = _export_check.check(d, tmp_path, "m1.sbn", member=1)
+  assert result["accuracy"] == s["members"][1]["test_accuracy"]
+  assert result["meta"]["member"] == 1
+  result, info = _export_check.check(d, tmp_path, "ensemble.json")
+  assert result["accuracy"] == s["final"]["test_accuracy"]
+  assert info["members"] == 3 and len(result["layers"]) % 3 == 0
+  assert os.path.exists(tmp_path / "ensemble.member_02.sbn")
+  with pytest.raises(ValueError, match="no member 3"):
+    _export_check.export(d, tmp_path / "x.sbn", member=3)
+
+
 def test_stacked_step_is_each_members_step(tmp_path):
   """vmap over the stacked state = each member alone: same init, same
   bootstrap batch, same loss. (Adam's first step is about lr * sign(g), so
@@ -149,6 +166,10 @@ def test_boosting_sequential_members(tmp_path):
       jax.tree.leaves(start.params), jax.tree.leaves(final0.params)))
   assert s["benn"]["parallel"] == "loop"
   assert [e["size"] for e in s["ensemble"]] == [1, 2]
+  # The exported ensemble (member phases, boosting alphas) votes as the
+  # run did.
+  result, _ = _export_check.check(d, tmp_path, "boost.json")
+  assert result["accuracy"] == s["final"]["test_accuracy"]
 
 
 def test_kill_9_in_the_stacked_phase_resumes_bit_identically(stacked,

@@ -17,6 +17,7 @@ from experiments import train
 from experiments.configs import fbs_digits
 import sparsity
 from sparsity import _fbs
+from tests import _export_check
 
 
 # ------------------------------------------------------ winners-take-all --
@@ -284,6 +285,16 @@ def test_run_reports_macs_fraction(runs):
   with open(os.path.join(runs[0.5][0], "summary.json")) as f:
     assert json.load(f)["final"]["macs_fraction"] == pytest.approx(
         s05["final"]["macs_fraction"])
+
+
+def test_export_evaluates_to_the_reported_accuracy(runs, tmp_path):
+  """launch.export of the finished d = 0.5 run (its newest checkpoint, the
+  gates in the file), evaluated without JAX with skipped channels: the
+  summary's test accuracy exactly."""
+  workdir, summary = runs[0.5]
+  result, _ = _export_check.check(workdir, tmp_path)
+  assert result["accuracy"] == summary["final"]["test_accuracy"]
+  assert any("skip(" in row["kernel"] for row in result["layers"])
 
 
 def test_no_retrace_across_steps_and_evals(tmp_path):

@@ -17,6 +17,7 @@ from experiments import train
 from experiments.configs import fpgm_digits
 from experiments.configs import slimming_digits
 import sparsity
+from tests import _export_check
 
 # Four 2-D filters (columns): points (0,0), (1,0), (0,1), (5,5).
 # Distance sums: (0,0): 1 + 1 + 7.0711 = 9.0711; (1,0): 1 + 1.4142 +
@@ -220,6 +221,11 @@ def test_fpgm_run_end_to_end(tmp_path):
     assert json.load(f)["baselines"] == summary["baselines"]
   # Re-running returns the stored result without training.
   assert drivers.run(config, workdir) == summary
+  # The export is the hard-pruned network (RUN/train at T), not a scratch
+  # baseline: without JAX it scores the summary's test accuracy exactly.
+  result, info = _export_check.check(workdir, tmp_path)
+  assert result["accuracy"] == summary["final"]["test_accuracy"]
+  assert info["step"] == 40 and "fpgm" in info["result"]
 
 
 def test_slimming_run_end_to_end(tmp_path):
@@ -235,6 +241,11 @@ def test_slimming_run_end_to_end(tmp_path):
       "unpruned_test_accuracy", "pruned_test_accuracy_before_finetune"}
   assert "baselines" not in summary
   assert summary["final"]["macs_fraction"] < 1.0
+  # The export is the pruned, fine-tuned network (RUN/finetune): without
+  # JAX it scores the summary's test accuracy exactly.
+  result, info = _export_check.check(str(tmp_path / "slim"), tmp_path)
+  assert result["accuracy"] == summary["final"]["test_accuracy"]
+  assert info["step"] == 60
 
 
 @pytest.mark.parametrize("field,value,match", [

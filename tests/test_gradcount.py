@@ -17,6 +17,7 @@ from experiments import gradcount_run
 from experiments import segmentation
 from experiments import drivers
 import sparsity
+from tests import _export_check
 from tests.test_segmentation import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -206,6 +207,24 @@ def test_gradcount_driver_prunes_weights_and_filters(gradcount_run_dir):
     node = node[k]
   off = ~np.asarray(alive[dropped[0]])
   assert not np.asarray(node["scale"])[off].any()
+
+
+def test_export_of_the_pruned_network_evaluates_to_its_accuracy(
+    gradcount_run_dir, tmp_path):
+  """launch.export of the finished run (the final mask, filters removed),
+  evaluated without JAX: the summary's pixel accuracy. The trainer sums
+  per-example pixel accuracies in float32, the evaluator counts pixels, so
+  the two fractions are compared as numbers of correct test pixels."""
+  _, workdir, summary = gradcount_run_dir
+  out = tmp_path / "gc.sbn"
+  info = _export_check.export(workdir, out)
+  result = _export_check.evaluate_without_jax(out)
+  assert result["count"] == 24 * 16 * 16  # pixels of the 24 test images
+  reported = summary["final"]["test_accuracy"]
+  assert info["reported_test_accuracy"] == reported
+  assert round(result["accuracy"] * result["count"]) == round(
+      reported * result["count"])
+  assert result["accuracy"] == pytest.approx(reported, abs=1e-6)
 
 
 def test_controls_match_the_final_sparsity(gradcount_run_dir, tmp_path):

@@ -20,6 +20,7 @@ from experiments import drivers
 from experiments import train
 import lottery
 import sparsity
+import _export_check
 from helpers import leaves_equal
 from helpers import small_lottery_config
 
@@ -144,6 +145,20 @@ def test_early_stop_is_the_min_validation_loss(finished):
   assert summary["levels"][1]["early_stop_step"] == best["step"]
   assert summary["levels"][1]["early_stop_test_accuracy"] == best[
       "test_accuracy"]
+
+
+def test_export_of_a_level_evaluates_to_its_accuracy(finished, tmp_path):
+  """launch.export --level=N of the finished run, evaluated without JAX:
+  the level's reported test accuracy (the last level's is the summary's)."""
+  _, workdir, summary = finished
+  last = len(summary["levels"]) - 1
+  result, _ = _export_check.check(workdir, tmp_path, level=last)
+  assert result["accuracy"] == summary["levels"][last]["test_accuracy"]
+  assert result["accuracy"] == summary["final"]["test_accuracy"]
+  assert result["meta"]["level"] == last
+  with pytest.raises(ValueError, match="--member is not an option of "
+                     "lottery runs"):
+    _export_check.export(workdir, tmp_path / "x.sbn", member=0)
 
 
 def test_ticket_and_controls_have_the_right_masks(finished):

@@ -12,6 +12,7 @@ from experiments import config_check
 from experiments import mainsub_run
 from experiments import drivers
 from experiments.configs import mainsub_digits
+from tests import _export_check
 
 LAYERS = ("BinaryConv_2", "BinaryConv_4")
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -100,6 +101,16 @@ def test_removed_filters_are_zero_and_stay_zero(finished):
     np.testing.assert_array_equal(sub1.params[name]["kernel"],
                                   main0.params[name]["kernel"])
   assert "BinaryConv_4_subsidiary" in sub1.params
+
+
+def test_export_of_the_last_main_stage_evaluates_to_its_accuracy(
+    finished, tmp_path):
+  """launch.export of the finished run (the last main stage, keeps baked
+  into the kernels), evaluated without JAX: the summary's accuracy."""
+  d, s = finished
+  result, info = _export_check.check(d, tmp_path)
+  assert result["accuracy"] == s["final"]["test_accuracy"]
+  assert "main stage" in info["result"]
 
 
 def test_greedy_control_removes_the_smallest_filters(finished):

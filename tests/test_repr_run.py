@@ -17,6 +17,7 @@ from experiments import repr_run
 from experiments import drivers
 from experiments.configs import repr_digits
 import sparsity
+from tests import _export_check
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -137,6 +138,17 @@ def test_standard_twin_same_steps_and_data(finished, tmp_path):
   a = [r["train_loss"] for r in rows_a if "train_loss" in r and r["step"] <= 10]
   b = [r["train_loss"] for r in rows_b if "train_loss" in r and r["step"] <= 10]
   assert a and a == b
+
+
+def test_export_of_the_final_phase_evaluates_to_its_accuracy(finished,
+                                                             tmp_path):
+  """launch.export of a finished RePr run (its final phase), evaluated
+  without JAX: the summary's test accuracy exactly."""
+  _, workdir, summary = finished
+  result, info = _export_check.check(workdir, tmp_path)
+  assert result["accuracy"] == summary["final"]["test_accuracy"]
+  assert info["step"] == summary["final"]["step"]
+  assert "final phase" in info["result"]
 
 
 def test_finished_run_returns_stored_summary(finished):

@@ -1,6 +1,7 @@
 """End-to-end tests of the trainer on digits: outputs, resume, errors."""
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -10,6 +11,7 @@ from experiments import config_check
 from experiments import data as data_lib
 from experiments import drivers
 from experiments import train
+import _export_check
 from helpers import leaves_equal
 from helpers import small_config
 
@@ -58,6 +60,26 @@ def test_pruned_weights_are_exactly_zero(finished_run):
   for w, m in zip(jax.tree.leaves(state.params["Dense_0"]["kernel"]),
                   jax.tree.leaves(state.mask["Dense_0"]["kernel"])):
     assert np.all(np.asarray(w)[~np.asarray(m)] == 0.0)
+
+
+def test_export_evaluates_to_the_reported_accuracy(finished_run, tmp_path):
+  """launch.export of a finished plain run (its newest checkpoint), then
+  launch.evaluate without JAX: the summary's test accuracy exactly."""
+  _, workdir, summary = finished_run
+  result, _ = _export_check.check(workdir, tmp_path)
+  assert result["accuracy"] == summary["final"]["test_accuracy"]
+  assert result["meta"]["method"] == "plain"
+  # Refused (launch.export: one line, exit 2): --level on a plain run, and
+  # an unfinished run (no summary.json).
+  with pytest.raises(ValueError, match="--level is not an option of plain runs"):
+    _export_check.export(workdir, tmp_path / "x.sbn", level=1)
+  unfinished = tmp_path / "unfinished"
+  shutil.copytree(workdir, unfinished)
+  os.remove(unfinished / "summary.json")
+  with pytest.raises(FileNotFoundError,
+                     match="no summary.json: the run is unfinished"):
+    _export_check.export(str(unfinished), tmp_path / "x.sbn")
+  assert not os.path.exists(tmp_path / "x.sbn")
 
 
 def test_rerun_after_finish_returns_stored_result(finished_run, capsys):

@@ -1,7 +1,10 @@
 """Export of trained models to one ``.sbn`` file, and the CPU evaluator.
 
-    python -m launch.export --workdir=RUN [--level=N] --out=model.sbn
+    python -m launch.export --workdir=RUN --out=m.sbn [--level=N | --member=K]
     python -m launch.evaluate --model=model.sbn --dataset=digits
+
+A BENN run exported without ``--member`` is an ensemble: member files and
+a JSON file with their vote weights (``_ensemble.py``, :class:`Ensemble`).
 
 Everything imported here is NumPy (+ numba, SciPy when present) only: the
 evaluator runs where JAX is not installed.  The JAX-side glue that reads a
@@ -21,6 +24,9 @@ CSR thresholds :data:`SPARSE_MAX_DENSITY`).  Benchmarks:
 ``bench/xnor_kernels.py``, ``bench/sparse_kernels.py``,
 ``bench/file_size.py``, ``bench/fbs_gating.py``.
 """
+from experiments.export._ensemble import ENSEMBLE_FORMAT
+from experiments.export._ensemble import Ensemble
+from experiments.export._ensemble import is_ensemble_file
 from experiments.export._encode import ExportError
 from experiments.export._encode import check_pruned_zero
 from experiments.export._encode import encode
@@ -36,9 +42,10 @@ from experiments.export._kernels import numba_available
 from experiments.export._linear import SPARSE_MAX_DENSITY
 
 __all__ = [
-    "ExportError", "FormatError", "Model", "SPARSE_MAX_DENSITY", "VERSION",
+    "ENSEMBLE_FORMAT", "Ensemble", "ExportError", "FormatError", "Model",
+    "SPARSE_MAX_DENSITY", "VERSION",
     "VERSIONS", "check_pruned_zero", "encode", "export_run",
-    "foldable_batchnorms",
+    "foldable_batchnorms", "is_ensemble_file",
     "numba_available", "read", "sign_read_batchnorms", "write",
     "write_model",
 ]
@@ -54,9 +61,11 @@ def write_model(path, layers, variables, mask=None, *, input_shape,
   return write(path, header, tensors, overwrite=overwrite)
 
 
-def export_run(workdir, out, *, level=None, overwrite=False,
+def export_run(workdir, out, *, level=None, member=None, overwrite=False,
                bn_threshold=True, bn_fold=True) -> dict:
-  """Exports a run's newest checkpoint (needs JAX; see ``_from_run.py``)."""
+  """Exports the result a run's driver declares (needs JAX; see
+  ``_from_run.py`` and ``experiments/drivers.py``)."""
   from experiments.export import _from_run  # pylint: disable=g-import-not-at-top
-  return _from_run.export_run(workdir, out, level=level, overwrite=overwrite,
-                              bn_threshold=bn_threshold, bn_fold=bn_fold)
+  return _from_run.export_run(workdir, out, level=level, member=member,
+                              overwrite=overwrite, bn_threshold=bn_threshold,
+                              bn_fold=bn_fold)

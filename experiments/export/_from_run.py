@@ -1,10 +1,12 @@
 """JAX-side glue: a run's workdir -> a ``.sbn`` file (the only module of
 this package that imports JAX, via ``experiments.train``).
 
-Reads ``RUN/config.json``, restores the newest checkpoint of ``RUN`` (or of
-``RUN/level_NN`` for ``level=N`` of a lottery run) with
-``experiments.train.load_state``, records the layer list from the model
-itself (``experiments.models.layer_list``) and writes the file.  The mask is
+Reads ``RUN/config.json``, asks the run's driver for its result
+(``experiments.drivers.deployable``: the newest checkpoint of a plain run,
+lottery level N, RePr's final phase, the hard-pruned FPGM / slimming /
+gradient-count / main-subsidiary network, a BENN member or the ensemble),
+records the layer list from the model itself
+(``experiments.models.layer_list``) and writes the file.  The mask is
 only checked (a pruned weight that is not exactly 0 is refused), never
 applied.  The summary names the layers whose mask is exactly N:M along the
 input axis (``sparsity.summarize``; e.g. 2:4): they are written as any
@@ -19,11 +21,13 @@ import jax
 import ml_collections
 import numpy as np
 
+from experiments import drivers
 from experiments import models
 from experiments import train
 import sparsity
 from experiments.export import _encode
 from experiments.export import write_model
+from experiments.export._ensemble import ENSEMBLE_FORMAT
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -51,23 +55,7 @@ def _numpy(tree):
   return jax.tree.map(np.asarray, tree, is_leaf=lambda x: x is None)
 
 
-def export_run(workdir: str, out: str, *, level: int | None = None,
-               overwrite: bool = False, bn_threshold: bool = True,
-               bn_fold: bool = True) -> dict:
-  """Exports the newest checkpoint of a run; returns a summary dict.
-
-  ``bn_threshold``: BatchNorms read only through a sign are stored as
-  per-channel thresholds (format version 2, see ``_encode.py``).
-  ``bn_fold``: the other BatchNorms after a binary-weight layer with real
-  inputs are folded into it as one scale and shift (format version 3).
-
-  Raises:
-    FileNotFoundError: no config.json, or no checkpoint in the (level)
-      directory.
-    FileExistsError: ``out`` exists and not ``overwrite``.
-    ExportError: a pruned weight is not exactly 0, or the layer list cannot
-      be encoded.
-  """
+def _check_out(out: str, overwrite: bool) -> None:
   if os.path.isdir(out):
     raise IsADirectoryError(f"--out {out} is a directory")
   if os.path.exists(out) and not overwrite:
@@ -76,31 +64,30 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
   if not os.path.isdir(parent):
     raise FileNotFoundError(f"the directory of --out, {parent}, does not "
                             "exist")
-  config = load_config(workdir)
-  levels = sorted(int(d[6:]) for d in os.listdir(workdir)
-                  if d.startswith("level_") and d[6:].isdigit())
-  state_dir = workdir
-  if level is not None:
-    state_dir = os.path.join(workdir, f"level_{level:02d}")
-    if not os.path.isdir(state_dir):
-      raise FileNotFoundError(f"{state_dir} does not exist (no level {level} "
-                              f"in this run; levels: {levels or 'none'})")
-  elif levels and not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"{workdir} is a lottery run: pass --level=N "
-                            f"(levels: {levels})")
+
+
+def _write(dep, workdir: str, out: str, *, overwrite: bool,
+           bn_threshold: bool, bn_fold: bool, extra: dict | None = None
+           ) -> dict:
+  """Writes one ``drivers.Deployable``; returns the summary dict."""
+  config, state = dep.config, dep.state
   run = train.build(config)
-  state = train.load_state(config, state_dir)
   input_shape = tuple(run.dataset.input_shape)
   layers = models.layer_list(run.model, input_shape)
   variables = {"params": _numpy(state.params),
                "batch_stats": _numpy(state.batch_stats)}
   mask = jax.device_get(state.mask)
+  info = dict(dep.info)
   meta = {"model": config.model, "dataset": config.dataset,
           "dataset_kwargs": _plain(config.get("dataset_kwargs")),
           "seed": int(config.seed),
           "num_classes": int(run.dataset.num_classes),
-          "step": int(state.step), "level": level,
-          "workdir": os.path.abspath(workdir), "exporter": "launch.export"}
+          "step": int(state.step), "level": info.get("level"),
+          "member": info.get("member"), "result": info.get("result"),
+          "reported_test_accuracy": info.get("test_accuracy"),
+          "method": drivers.section_of(config) or "plain",
+          "workdir": os.path.abspath(workdir), "exporter": "launch.export",
+          **(extra or {})}
   size = write_model(out, layers, variables, mask, input_shape=input_shape,
                      meta=meta, overwrite=overwrite,
                      bn_threshold=bn_threshold, bn_fold=bn_fold)
@@ -108,3 +95,67 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
          if "n_m" in row}
   return {"out": out, "bytes": size, "layers": len(layers), "n_m": n_m,
           **meta}
+
+
+def member_path(out: str, k: int) -> str:
+  """The file of ensemble member `k` next to the ensemble file `out`."""
+  stem = out[:-len(".json")] if out.endswith(".json") else out
+  return f"{stem}.member_{k:02d}.sbn"
+
+
+def export_run(workdir: str, out: str, *, level: int | None = None,
+               member: int | None = None, overwrite: bool = False,
+               bn_threshold: bool = True, bn_fold: bool = True) -> dict:
+  """Exports the result a run's driver declares; returns a summary dict.
+
+  The driver of the run's config (``experiments.drivers.deployable``)
+  names the network: the newest checkpoint of a plain run, lottery level
+  ``level``, BENN member ``member`` (without it the whole ensemble: one
+  ``.sbn`` per member, ``member_path``, and ``out`` a JSON file with their
+  names and vote weights that ``launch.evaluate`` reads), the final network
+  of every other driver (see ``experiments/drivers.py``).
+
+  ``bn_threshold``: BatchNorms read only through a sign are stored as
+  per-channel thresholds (format version 2, see ``_encode.py``).
+  ``bn_fold``: the other BatchNorms after a binary-weight layer with real
+  inputs are folded into it as one scale and shift (format version 3).
+
+  Raises:
+    FileNotFoundError: no config.json, an unfinished run (or level), no
+      such level, or no checkpoint.
+    FileExistsError: ``out`` exists and not ``overwrite``.
+    ValueError: an option the run's driver does not take, or no such
+      member.
+    ExportError: a pruned weight is not exactly 0, or the layer list cannot
+      be encoded.
+  """
+  _check_out(out, overwrite)
+  config = load_config(workdir)
+  dep = drivers.deployable(config, workdir, level=level, member=member)
+  kw = {"overwrite": overwrite, "bn_threshold": bn_threshold,
+        "bn_fold": bn_fold}
+  if isinstance(dep, drivers.Deployable):
+    return _write(dep, workdir, out, **kw)
+  files = [member_path(out, k) for k in range(len(dep.members))]
+  for path in files:
+    _check_out(path, overwrite)
+  infos = [_write(m, workdir, path, extra={"ensemble": os.path.basename(out)},
+                  **kw) for m, path in zip(dep.members, files)]
+  manifest = {"format": ENSEMBLE_FORMAT,
+              "members": [os.path.basename(p) for p in files],
+              "alphas": [float(a) for a in dep.alphas], "vote": dep.vote,
+              "scores": dep.scores,
+              "meta": {k: v for k, v in infos[0].items()
+                       if k not in ("out", "bytes", "layers", "n_m",
+                                    "member", "ensemble")}}
+  manifest["meta"].update(result=dep.info.get("result"),
+                          reported_test_accuracy=dep.info.get(
+                              "test_accuracy"))
+  tmp = out + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(manifest, f, indent=2)
+  os.replace(tmp, out)
+  return {**manifest["meta"], "out": out,
+          "bytes": sum(i["bytes"] for i in infos) + os.path.getsize(out),
+          "layers": infos[0]["layers"], "n_m": infos[0]["n_m"],
+          "members": len(files), "member": None}
