@@ -99,13 +99,32 @@ def test_four_forced_cpu_devices_match_one(single_device, tmp_path):
   _assert_matches_single_device(single_device, workdir)
 
 
-def test_two_processes_match_one(single_device, tmp_path):
+# The same config as `small_config(**SHORT)`, as launch.train flags.
+CLI_FLAGS = ["--config=experiments/configs/digits_magnitude.py",
+             "--config.model_kwargs.hidden=(64,32)",
+             "--config.pruning.end_step=200", "--config.pruning.frequency=25",
+             *[f"--config.{k}={v}" for k, v in SHORT.items()]]
+
+
+def test_two_processes_through_the_cli_match_one(single_device, tmp_path):
+  """The documented multi-host command: two `python -m launch.train`
+  processes with --coordinator_address on localhost."""
   workdir = str(tmp_path / "two")
   port = _free_port()
-  procs = [run(workdir, overrides=SHORT, extra=(
-      f"--coordinator=localhost:{port}", "--num_processes=2",
-      f"--process_id={i}")) for i in range(2)]
-  for p in procs:
-    finish(p)
+  procs = [subprocess.Popen(
+      [sys.executable, "-m", "launch.train", *CLI_FLAGS,
+       f"--workdir={workdir}", f"--coordinator_address=localhost:{port}",
+       "--num_processes=2", f"--process_id={i}"],
+      cwd=os.path.dirname(HERE), env=dict(os.environ, JAX_PLATFORMS="cpu"),
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [finish(p) for p in procs]
   assert summary(workdir)["processes"] == 2
+  assert "test accuracy" in outs[0] and "test accuracy" not in outs[1]
+  with open(os.path.join(workdir, "config.json")) as f:
+    stored = json.load(f)
+  assert stored["model_kwargs"]["hidden"] == [64, 32]  # the same config
   _assert_matches_single_device(single_device, workdir)
+  leftovers = [f for _, _, files in os.walk(workdir) for f in files
+               if f.endswith(".tmp")]
+  assert not leftovers, leftovers
