@@ -352,14 +352,16 @@ class _Driver:
 DEPLOY_OPTIONS = ("member",)
 
 
-def _member_state(driver: _Driver, k: int):
+def _member_state(driver: _Driver, k: int, cache: dict):
   """Member k's final TrainState: its own phase, or row k of the stacked
-  state (restored on one device)."""
+  state (restored once, on one device, into `cache`)."""
   if not driver.stacked():
     _, restored = driver.engine.restore(driver.member_dir(k))
     if restored is None:
       raise FileNotFoundError(f"no checkpoint in {driver.member_dir(k)}")
     return restored[0]
+  if "stacked" in cache:
+    return jax.tree.map(lambda x: x[k], cache["stacked"])
   d = os.path.join(driver.workdir, "stacked")
   keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(
       driver.config.seed), i) for i in range(driver.k)])
@@ -370,7 +372,8 @@ def _member_state(driver: _Driver, k: int):
           abstract, jax.tree.map(lambda _: one, abstract)))
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {d}")
-  return jax.tree.map(lambda x: np.asarray(x)[k], restored[0])
+  cache["stacked"] = jax.tree.map(np.asarray, restored[0])
+  return jax.tree.map(lambda x: x[k], cache["stacked"])
 
 
 def deployable(config, workdir: str, member: int | None = None):
@@ -380,13 +383,13 @@ def deployable(config, workdir: str, member: int | None = None):
   from experiments import drivers  # pylint: disable=g-import-not-at-top
   summary = drivers.finished_summary(workdir)
   driver = _Driver(config, workdir)
-  rows = summary["members"]
+  rows, cache = summary["members"], {}
   if member is not None and not 0 <= member < len(rows):
     raise ValueError(f"no member {member} in {workdir} (members: 0.."
                      f"{len(rows) - 1})")
 
   def one(k: int):
-    return drivers.Deployable(config, _member_state(driver, k), {
+    return drivers.Deployable(config, _member_state(driver, k, cache), {
         "result": f"BENN member {k}", "member": k,
         "test_accuracy": rows[k]["test_accuracy"]})
 

@@ -105,6 +105,22 @@ def test_export_of_a_member_and_of_the_ensemble(stacked, tmp_path):
   assert os.path.exists(tmp_path / "ensemble.member_02.sbn")
   with pytest.raises(ValueError, match="no member 3"):
     _export_check.export(d, tmp_path / "x.sbn", member=3)
+  # The text report lists each member's layers; a missing member file is
+  # one line and exit 2.
+  code = _export_check.NO_JAX
+  r = subprocess.run([sys.executable, "-c", code,
+                      f"--model={tmp_path / 'ensemble.json'}"], cwd=ROOT,
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode == 0, r.stderr
+  assert f"accuracy {s['final']['test_accuracy']:.4f}" in r.stdout
+  assert "member_02/" in r.stdout
+  os.remove(tmp_path / "ensemble.member_02.sbn")
+  r = subprocess.run([sys.executable, "-c", code,
+                      f"--model={tmp_path / 'ensemble.json'}"], cwd=ROOT,
+                     capture_output=True, text=True, timeout=300)
+  assert r.returncode == 2
+  assert "ensemble member ensemble.member_02.sbn does not exist" in r.stderr
+  assert len(r.stderr.strip().splitlines()) == 1
 
 
 def test_stacked_step_is_each_members_step(tmp_path):

@@ -67,11 +67,12 @@ def _check_out(out: str, overwrite: bool) -> None:
 
 
 def _write(dep, workdir: str, out: str, *, overwrite: bool,
-           bn_threshold: bool, bn_fold: bool, extra: dict | None = None
-           ) -> dict:
-  """Writes one ``drivers.Deployable``; returns the summary dict."""
+           bn_threshold: bool, bn_fold: bool, extra: dict | None = None,
+           run=None) -> dict:
+  """Writes one ``drivers.Deployable`` (`run`: ``train.build`` of its
+  config, when the caller has it); returns the summary dict."""
   config, state = dep.config, dep.state
-  run = train.build(config)
+  run = run or train.build(config)
   input_shape = tuple(run.dataset.input_shape)
   layers = models.layer_list(run.model, input_shape)
   variables = {"params": _numpy(state.params),
@@ -139,8 +140,9 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
   files = [member_path(out, k) for k in range(len(dep.members))]
   for path in files:
     _check_out(path, overwrite)
+  built = train.build(dep.members[0].config)  # one model for every member
   infos = [_write(m, workdir, path, extra={"ensemble": os.path.basename(out)},
-                  **kw) for m, path in zip(dep.members, files)]
+                  run=built, **kw) for m, path in zip(dep.members, files)]
   manifest = {"format": ENSEMBLE_FORMAT,
               "members": [os.path.basename(p) for p in files],
               "alphas": [float(a) for a in dep.alphas], "vote": dep.vote,
