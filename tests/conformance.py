@@ -330,6 +330,13 @@ def _device_main(n_devices: int) -> dict:
 TRANSFORMS: list[Transform] = [
     Transform(name="masked", make=sparsity.masked, sparse=True,
               extra_args=lambda mask: {"mask": mask}),
+    # The fast form for zero-preserving inners (all of INNER_OPTIMIZERS):
+    # the state is masked on entry, so the stale moments of newly pruned
+    # weights are cleared by the update after the mid-run mask change.
+    Transform(name="masked[on_entry]",
+              make=lambda inner: sparsity.masked(inner,
+                                                 mask_moments="on_entry"),
+              sparse=True, extra_args=lambda mask: {"mask": mask}),
 ]
 
 # binary/: the BinaryConnect per-step transforms, chained after the masked
