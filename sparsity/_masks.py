@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sparsity import _nm_patterns
 
 PyTree = Any
 Mask = Any  # A pytree of bool arrays and None, shaped like the params.
@@ -418,11 +419,9 @@ def summarize(mask: Mask) -> list[dict[str, Any]]:
     ...                                 "bias": None}})
     [{'name': 'Dense_0/kernel', 'size': 2, 'remaining': 1}]
   """
-  # Imported here: _nm imports this module.
-  from sparsity import _nm  # pylint: disable=g-import-not-at-top
   named = masked_leaves(mask)
   sums = jax.device_get([jnp.sum(m, dtype=jnp.int32) for _, m in named])
-  patterns = _nm.n_m_patterns([m for _, m in named])
+  patterns = _nm_patterns.n_m_patterns([m for _, m in named])
   rows = [{"name": name, "size": int(np.size(m)), "remaining": int(s)}
           for (name, m), s in zip(named, sums)]
   for row, pattern in zip(rows, patterns):
