@@ -24,6 +24,7 @@ import numpy as np
 
 from experiments.export._evaluator import Model
 from experiments.export._format import FormatError
+from experiments.export._format import check_meta
 
 ENSEMBLE_FORMAT = "sbn-ensemble/1"
 
@@ -43,7 +44,9 @@ class Ensemble:
 
   def __init__(self, manifest: dict, members: list[Model]):
     self.manifest, self.members = manifest, members
-    self.meta = dict(manifest.get("meta") or {})
+    meta = manifest.get("meta") or {}
+    check_meta(meta)
+    self.meta = dict(meta)
     self.alphas = np.asarray(manifest["alphas"], np.float64)
     self.scores = manifest.get("scores", "scores")
     self.input_shape = members[0].input_shape
@@ -55,8 +58,9 @@ class Ensemble:
     try:
       with open(path) as f:
         manifest = json.load(f)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-      raise FormatError(f"not an ensemble file ({e})") from None
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as e:
+      message = str(e).splitlines()[0] if str(e) else type(e).__name__
+      raise FormatError(f"not an ensemble file ({message})") from None
     fmt = manifest.get("format") if isinstance(manifest, dict) else None
     if fmt != ENSEMBLE_FORMAT:
       raise FormatError(f"not an ensemble file (format {fmt!r}, expected "
@@ -64,9 +68,10 @@ class Ensemble:
     names, alphas = manifest.get("members"), manifest.get("alphas")
     if (not isinstance(names, list) or not names or not isinstance(
         alphas, list) or len(alphas) != len(names)
-        or not all(isinstance(a, (int, float)) for a in alphas)):
-      raise FormatError("ensemble file: 'members' and 'alphas' must be "
-                        "lists of the same nonzero length")
+        or not all(isinstance(a, (int, float)) and not isinstance(a, bool)
+                   and np.isfinite(a) for a in alphas)):
+      raise FormatError("ensemble file: 'members' and 'alphas' (finite "
+                        "numbers) must be lists of the same nonzero length")
     if manifest.get("vote", "soft") != "soft" or manifest.get(
         "scores", "scores") not in ("scores", "probabilities"):
       raise FormatError(f"ensemble file: unknown vote "

@@ -9,8 +9,12 @@ present; never JAX.  Loading checks the file (``_format.read``), then every
 entry: known op and attributes, unique names, inputs that are earlier
 entries, the tensors each role needs with the right dtype and shape, and
 finally runs one zero example through the model and compares every
-computed shape with the recorded ``"shape"``.  Any failure is a
-:class:`FormatError` with a one-line message.
+computed shape with the recorded ``"shape"``.  It refuses non-finite
+weights (NaN in any float tensor, by ``_format``; inf in any float tensor
+but a BatchNorm threshold, where +-inf encodes a constant channel), a
+negative BatchNorm variance, and a ``"meta"`` of the wrong types
+(``_format.check_meta``).  Any failure is a :class:`FormatError` with a
+one-line message naming the layer and tensor.
 
 ``Model(..., fold_batchnorm=True)`` folds BatchNorm into the preceding
 dense/conv where it is that layer's only reader (not the threshold
@@ -168,6 +172,10 @@ def _batchnorm(e, t):
     if role not in t:
       raise FormatError(f"layer {e['name']!r}: missing tensor for role "
                         f"{role!r}")
+  if np.any(t["var"] < 0):
+    c = int(np.argmax(t["var"] < 0))
+    raise FormatError(f"layer {e['name']!r}: negative variance "
+                      f"{float(t['var'][c]):g} in 'var' (channel {c})")
   mul, add = _ops.batchnorm_affine(t["mean"], t["var"], t.get("scale"),
                                    t.get("bias"), e["epsilon"])
   mean = t["mean"]
@@ -229,6 +237,7 @@ class Model:
                sparse_max_density: float | None = None,
                fold_batchnorm: bool = False, skip_gated: bool = True):
     self.header, self.meta = header, header.get("meta", {})
+    _format.check_meta(self.meta)
     self.version = header.get("version", 1)
     self.use_numba = (_kernels.numba_available() if use_numba is None else
                       bool(use_numba) and _kernels.numba_available())
@@ -359,6 +368,13 @@ class Model:
     for role, tname in params.items():
       if tname not in tensors:
         raise FormatError(f"layer {name!r}: missing tensor {tname!r}")
+      arr = tensors[tname]
+      if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)) and not (
+          op == "batchnorm" and role == "threshold" and
+          not np.any(np.isnan(arr))):
+        bad = "NaN" if np.any(np.isnan(arr)) else "inf"
+        raise FormatError(f"layer {name!r}: {bad} in {role!r} (tensor "
+                          f"{tname!r})")
     _check_attrs(e)
     in_shape = shapes[ins[0]]
     if op in ("dense", "conv"):

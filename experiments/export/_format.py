@@ -40,12 +40,33 @@ later (``wta``, ``abs`` for FBS) do not change the version: a reader that
 does not know one refuses the file with "unknown op" / "unknown
 activation", naming the layer.  This reader reads all three, and refuses
 an encoding in a file that claims a version older than the encoding.
+
+Writing.  :func:`write` writes a temporary file in the target's directory
+and then hard-links it to the target (``os.link`` fails when the target
+exists, so of two concurrent writers exactly one succeeds and the other
+gets :class:`FileExistsError`; with ``overwrite`` it is ``os.replace``);
+a reader never sees a partial file.  The file's mode follows the umask
+(``0o666 & ~umask``, e.g. 0644), not ``mkstemp``'s 0600.
+
+Reading refuses, each with a one-line :class:`FormatError`, before
+allocating anything from it: a header longer than
+:data:`MAX_HEADER_BYTES` (16 MiB) or nested deeper than
+:data:`MAX_HEADER_DEPTH` (64) levels of JSON objects/arrays, ``NaN`` /
+``Infinity`` or an overflowing number in the header, a tensor whose shape
+(its product computed exactly, no int64 wrap-around) needs more bytes than
+the data section holds or than its ``nbytes``, and a ``"meta"`` that is not
+what :func:`check_meta` accepts.  NaN in any float tensor is refused by
+the reader; ``inf`` and negative BatchNorm variances by the evaluator
+(``_evaluator.py``), which knows each tensor's role.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import math
 import os
+import re
 import struct
 import tempfile
 from typing import Any
@@ -64,6 +85,16 @@ _DIGEST = 32
 # Allowed tensor dtypes (stored little-endian).
 DTYPES = {"float32": "<f4", "int32": "<i4", "uint32": "<u4", "uint16": "<u2",
           "uint8": "u1"}
+# Bounds on the header checked before it is parsed: its length in bytes and
+# the nesting depth of its JSON objects/arrays (a real header is at most a
+# few MB and nested about 6 deep; these stop a crafted file from exhausting
+# memory or the JSON parser's recursion).
+MAX_HEADER_BYTES = 16 << 20
+MAX_HEADER_DEPTH = 64
+# "meta" keys the evaluator reads, and the JSON types each may have.
+META_TYPES = {"dataset": (str, type(None)), "dataset_kwargs": (dict, type(None)),
+              "seed": (int,), "model": (str, type(None)),
+              "step": (int, type(None))}
 
 
 class FormatError(ValueError):
@@ -71,6 +102,82 @@ class FormatError(ValueError):
 
   The message is one line; ``launch.evaluate`` prints it and exits with 2.
   """
+
+
+def check_meta(meta: Any) -> None:
+  """Raises :class:`FormatError` unless ``meta`` is what the writer
+  produces: a JSON object (``dict`` with ``str`` keys) of JSON values
+  (``str``, ``int``, ``float`` (finite), ``bool``, ``None``, lists and
+  objects of these), where the keys of :data:`META_TYPES` that the
+  evaluator reads have their types (``dataset`` a string or null,
+  ``dataset_kwargs`` an object or null, ``seed`` an integer, ...)."""
+  if not isinstance(meta, dict):
+    raise FormatError(f"'meta' must be a JSON object, not "
+                      f"{type(meta).__name__}")
+  stack = [("meta", meta)]
+  while stack:
+    where, v = stack.pop()
+    if isinstance(v, dict):
+      for k, x in v.items():
+        if not isinstance(k, str):
+          raise FormatError(f"{where}: key {k!r} is not a string")
+        stack.append((f"{where}.{k}", x))
+    elif isinstance(v, (list, tuple)):
+      stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    elif isinstance(v, float) and not math.isfinite(v):
+      raise FormatError(f"{where}: {v} is not a JSON number")
+    elif not (v is None or isinstance(v, (str, int, float, bool))):
+      raise FormatError(f"{where}: {type(v).__name__} is not a JSON value")
+  for key, types in META_TYPES.items():
+    if key in meta and (not isinstance(meta[key], types) or (
+        isinstance(meta[key], bool) and bool not in types)):
+      names = " or ".join("null" if t is type(None) else {
+          str: "a string", int: "an integer", dict: "an object"}[t]
+                          for t in types)
+      raise FormatError(f"meta.{key} must be {names}, not "
+                        f"{meta[key]!r:.40}")
+
+
+def _umask() -> int:
+  """The process's umask, read without changing it where Linux reports it
+  (``os.umask`` sets it, which races with other threads creating files)."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def _exists(path: str) -> FileExistsError:
+  return FileExistsError(f"{path} exists (pass --overwrite to replace it)")
+
+
+def _link_exclusive(tmp: str, path: str) -> None:
+  """Makes ``tmp`` appear at ``path`` unless ``path`` exists, atomically.
+
+  ``os.link`` fails with EEXIST when ``path`` exists (a dangling symlink
+  included).  On a file system without hard links, the name is reserved
+  with ``O_CREAT | O_EXCL`` (still exclusive; a reader may see the empty
+  reservation, which it refuses as truncated) and then replaced."""
+  try:
+    os.link(tmp, path)
+    return
+  except FileExistsError:
+    raise _exists(path) from None
+  except OSError as e:
+    if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP,
+                       errno.ENOSYS, errno.EMLINK, errno.EACCES):
+      raise
+  try:
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+  except FileExistsError:
+    raise _exists(path) from None
+  os.replace(tmp, path)
 
 
 def _pad(n: int) -> int:
@@ -100,12 +207,17 @@ def write(path: str, header: dict[str, Any],
   The file's version is ``version`` when given (tests write inconsistent
   files with it), else :func:`required_version` of the layers.
 
-  Written to a temporary file in the same directory, then renamed, so a
-  reader never sees a partial file.  Refuses an existing ``path`` unless
-  ``overwrite``.  Returns the file size in bytes.
+  Written to a temporary file in the same directory, then hard-linked to
+  ``path`` (``os.replace`` with ``overwrite``), so a reader never sees a
+  partial file and an existing ``path`` is refused atomically: of two
+  concurrent writers of one new ``path`` exactly one succeeds, the other
+  gets :class:`FileExistsError`.  The mode is ``0o666 & ~umask``.  A
+  ``"meta"`` that :func:`check_meta` refuses is refused here too.
+  Returns the file size in bytes.
   """
   if os.path.exists(path) and not overwrite:
-    raise FileExistsError(f"{path} exists (pass --overwrite to replace it)")
+    raise _exists(path)
+  check_meta(header.get("meta", {}))
   if version is None:
     version = required_version(header.get("layers"))
   if version not in VERSIONS:
@@ -127,26 +239,31 @@ def write(path: str, header: dict[str, Any],
                    b"\0" * _pad(_PREFIX.size + len(head)), *chunks])
   blob = body + hashlib.sha256(body).digest()
   directory = os.path.dirname(os.path.abspath(path))
-  fd, tmp = tempfile.mkstemp(prefix=".sbn-", dir=directory)
+  fd, tmp = tempfile.mkstemp(prefix=".sbn-", suffix=".tmp", dir=directory)
   try:
     with os.fdopen(fd, "wb") as f:
+      os.fchmod(f.fileno(), 0o666 & ~_umask())
       f.write(blob)
-    if not overwrite and os.path.exists(path):
-      raise FileExistsError(f"{path} exists (pass --overwrite to replace it)")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
+    if overwrite:
+      os.replace(tmp, path)
+    else:
+      _link_exclusive(tmp, path)
+  finally:
+    if os.path.lexists(tmp):
       os.unlink(tmp)
-    raise
   return len(blob)
 
 
 def read(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   """(header, tensors) of a model file; raises :class:`FormatError`.
 
-  Checks, in order: size of the fixed prefix, magic, version, total size
-  (truncation), SHA-256, header JSON, tensor table (dtype, shape, bounds).
-  Tensors are read-only views of the file's bytes.
+  Checks, in order: size of the fixed prefix, magic, version, flags,
+  header length (:data:`MAX_HEADER_BYTES`), total size (truncation),
+  SHA-256, header nesting depth (:data:`MAX_HEADER_DEPTH`), header JSON
+  (no NaN / Infinity / overflowing numbers), ``meta`` (:func:`check_meta`),
+  tensor table (dtype, shape, bounds, the shape's exact byte count against
+  the data present), no NaN in a float tensor.  Tensors are read-only
+  views of the file's bytes.
   """
   try:
     with open(path, "rb") as f:
@@ -170,6 +287,9 @@ def parse(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
                       f"knows versions {', '.join(map(str, VERSIONS))})")
   if flags != 0:
     raise FormatError(f"unknown flags {flags:#x}")
+  if hlen > MAX_HEADER_BYTES:
+    raise FormatError(f"header of {hlen} bytes exceeds the limit of "
+                      f"{MAX_HEADER_BYTES} bytes")
   data_at = _PREFIX.size + hlen + _pad(_PREFIX.size + hlen)
   expected = data_at + dlen + _DIGEST
   if len(blob) < expected:
@@ -181,15 +301,23 @@ def parse(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   body = memoryview(blob)[:-_DIGEST]
   if hashlib.sha256(body).digest() != blob[-_DIGEST:]:
     raise FormatError("checksum mismatch: the file is corrupted")
+  raw = bytes(body[_PREFIX.size:_PREFIX.size + hlen])
+  depth = _depth(raw)
+  if depth > MAX_HEADER_DEPTH:
+    raise FormatError(f"header JSON is nested {depth} deep, more than the "
+                      f"limit of {MAX_HEADER_DEPTH}")
   try:
-    header = json.loads(bytes(body[_PREFIX.size:_PREFIX.size + hlen]))
-  except (UnicodeDecodeError, ValueError) as e:
-    raise FormatError(f"header is not valid JSON: {e}") from None
+    header = json.loads(raw, parse_constant=_no_constant,
+                        parse_float=_finite_float)
+  except (UnicodeDecodeError, ValueError, RecursionError) as e:
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    raise FormatError(f"header is not valid JSON: {message}") from None
   if not isinstance(header, dict) or header.get("format") != "sbn":
     raise FormatError("header is not an sbn header (no \"format\": \"sbn\")")
   if header.get("version") != version:
     raise FormatError(f"header version {header.get('version')!r} differs "
                       f"from the file's {version}")
+  check_meta(header.get("meta", {}))
   table = header.get("tensors")
   if not isinstance(table, dict):
     raise FormatError("header has no tensor table")
@@ -198,6 +326,31 @@ def parse(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
   for name, t in table.items():
     tensors[name] = _tensor(name, t, data)
   return header, tensors
+
+
+# A JSON string (escapes included): removed before counting brackets.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _depth(raw: bytes) -> int:
+  """The nesting depth of the JSON objects/arrays in ``raw`` (exact for
+  valid JSON; for invalid JSON at least the depth the parser reaches
+  before it fails), in linear time without recursion."""
+  b = np.frombuffer(_JSON_STRING.sub(b'""', raw), np.uint8)
+  step = ((b == ord("[")) | (b == ord("{"))).astype(np.int32) - (
+      (b == ord("]")) | (b == ord("}"))).astype(np.int32)
+  return int(np.cumsum(step).max(initial=0))
+
+
+def _no_constant(name: str):
+  raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+  v = float(text)
+  if not math.isfinite(v):
+    raise ValueError(f"the number {text:.40} overflows a float")
+  return v
 
 
 def _tensor(name: str, t: Any, data: memoryview) -> np.ndarray:
@@ -212,13 +365,22 @@ def _tensor(name: str, t: Any, data: memoryview) -> np.ndarray:
       isinstance(d, int) and not isinstance(d, bool) and d >= 0
       for d in shape)):
     raise FormatError(f"tensor {name!r}: bad shape {shape!r}")
-  if not all(isinstance(v, int) and v >= 0 for v in (offset, nbytes)):
+  if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+             for v in (offset, nbytes)):
     raise FormatError(f"tensor {name!r}: bad offset/size")
   np_dtype = np.dtype(DTYPES[dtype])
-  if nbytes != int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize:
+  need = math.prod(shape) * np_dtype.itemsize  # exact: Python ints
+  if need > len(data):
+    raise FormatError(f"tensor {name!r}: shape {shape} needs {need} bytes, "
+                      f"more than the {len(data)} bytes of the data section")
+  if nbytes != need:
     raise FormatError(f"tensor {name!r}: {nbytes} bytes do not hold a "
                       f"{dtype} array of shape {shape}")
   if offset + nbytes > len(data):
     raise FormatError(f"tensor {name!r} lies outside the data section")
   arr = np.frombuffer(data[offset:offset + nbytes], dtype=np_dtype)
+  if arr.dtype.kind == "f" and np.isnan(arr).any():
+    at = np.unravel_index(int(np.argmax(np.isnan(arr))), shape)
+    raise FormatError(f"tensor {name!r}: NaN at index "
+                      f"{tuple(int(i) for i in at)}")
   return arr.reshape(shape)
