@@ -188,8 +188,10 @@ def open_run(config, workdir: str, *,
   """
   validate(config)
   check_workdir(config, workdir, compare)
-  lock(workdir)
-  summary = stored_summary(workdir)
+  summary = stored_summary(workdir)  # a finished run is only read: no lock
+  if summary is None:
+    lock(workdir)
+    summary = stored_summary(workdir)  # finished while we took the lock?
   if summary is not None:
     if format_fn is not None and is_main():
       print(f"Run in {workdir} already finished; stored result:")
