@@ -56,7 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.structured import ZERO_PRESERVING
+from experiments.export import ZERO_PRESERVING
 
 
 # ------------------------------------------------------------- the plan --

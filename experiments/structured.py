@@ -32,9 +32,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-# Activations with f(0) = 0: an all-zero channel stays all zero (the FBS
-# MAC accounting and the evaluator's gating use this list too).
-ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "hard_swish", "abs")
+from experiments.export import ZERO_PRESERVING  # the layer-list spec's
 
 
 def _live_of(layers: Sequence[Mapping[str, Any]],

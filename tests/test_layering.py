@@ -128,3 +128,16 @@ def test_the_graph_sees_function_level_imports():
 def test_a_cycle_is_found():
   assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
   assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_the_export_package_imports_nothing_else_from_experiments():
+  """The layer-list spec and the evaluator (NumPy) stand alone; only the
+  JAX glue that reads a run's workdir (`_from_run`, loaded lazily by
+  `export_run`) reaches the trainer and the drivers."""
+  glue = "experiments.export._from_run"
+  bad = sorted(f"{m} imports {n}" for m, deps in _graph().items()
+               if m.startswith("experiments.export") and m != glue
+               for n in deps
+               if n.startswith("experiments") and n != glue
+               and not n.startswith("experiments.export"))
+  assert not bad, bad

@@ -40,10 +40,12 @@ from experiments.export._format import read
 from experiments.export._format import write
 from experiments.export._kernels import numba_available
 from experiments.export._linear import SPARSE_MAX_DENSITY
+from experiments.export._ops import ZERO_PRESERVING
 
 __all__ = [
     "ENSEMBLE_FORMAT", "Ensemble", "ExportError", "FormatError", "Model",
     "SPARSE_MAX_DENSITY", "VERSION",
+    "ZERO_PRESERVING",
     "VERSIONS", "check_pruned_zero", "encode", "export_run",
     "foldable_batchnorms", "is_ensemble_file",
     "numba_available", "read", "sign_read_batchnorms", "write",

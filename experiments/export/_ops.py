@@ -30,6 +30,12 @@ ACTIVATIONS = {
 }
 
 
+# Activations with f(0) = 0: an all-zero channel stays all zero. The
+# evaluator's gating, the FBS MAC accounting and the structured MACs use
+# this list (the layer-list spec lives in this package).
+ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "hard_swish", "abs")
+
+
 def wta(g, k):
   """k-winners-take-all over the last axis (the ``wta`` op): per row the k
   largest entries are kept, the others set to exactly 0; among equal values
