@@ -26,7 +26,6 @@ import ml_collections
 
 from experiments import config_check
 from experiments import fbs as fbs_lib
-from experiments import metrics as metrics_lib
 from experiments import runs
 from experiments import train
 
@@ -100,11 +99,7 @@ def run(config, workdir: str) -> dict:
   state = train.train_phase(engine, workdir, start,
                             end_step=config.num_steps, data_seed=config.seed,
                             checkpoint_start=loaded is not None)
-  with jax.set_mesh(engine.mesh):
-    test = engine.evaluate(state.params, state.batch_stats, "test")
-  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
-  writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
-  writer.close()
+  test = train.evaluate_test(engine, workdir, state)
   summary = train.base_summary(config, engine.dataset, state, test)
   summary["final"]["macs_fraction"] = test["macs_fraction"]
   summary["final"]["macs_overhead_fraction"] = test["macs_overhead_fraction"]

@@ -303,11 +303,7 @@ def run(config, workdir: str) -> dict:
       end_step=config.num_steps, data_seed=config.seed, prune_at=events,
       event_fn=make_event_fn(config, setup, target, workdir),
       checkpoint_start=False, label=f"gradcount[{gc.method}]")
-  with jax.set_mesh(engine.mesh):
-    test = engine.evaluate(state.params, state.batch_stats, "test")
-  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
-  writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
-  writer.close()
+  test = train.evaluate_test(engine, workdir, state)
   summary = train.base_summary(config, engine.dataset, state, test)
   if engine.task == "segmentation":
     summary.update(train.segmentation_summary(engine, state, test))

@@ -624,6 +624,18 @@ def deployable(config, workdir: str):
       "test_accuracy": summary["final"]["test_accuracy"]})
 
 
+def evaluate_test(engine: Engine, workdir: str, state: TrainState) -> dict:
+  """The test split's metrics of `state`, also logged as the final
+  ``test_*`` row of ``workdir/metrics.jsonl`` (what every driver's summary
+  reports)."""
+  with jax.set_mesh(engine.mesh):
+    test = engine.evaluate(state.params, state.batch_stats, "test")
+  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
+  writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
+  writer.close()
+  return test
+
+
 # ------------------------------------------------------------------- main --
 def run(config, workdir: str) -> dict:
   """The plain run: trains, prunes (``config.pruning``) and evaluates.
@@ -650,11 +662,7 @@ def run(config, workdir: str) -> dict:
       prune_fn=lambda s, target: pruning.apply_pruning(
           s.params, s.mask, config.pruning, target),
       checkpoint_start=False)
-  with jax.set_mesh(engine.mesh):
-    test = engine.evaluate(state.params, state.batch_stats, "test")
-  writer = metrics_lib.MetricWriter(workdir, resume_step=int(state.step))
-  writer.write(int(state.step), {f"test_{k}": v for k, v in test.items()})
-  writer.close()
+  test = evaluate_test(engine, workdir, state)
   summary = base_summary(config, engine.dataset, state, test)
   if engine.task == "segmentation":
     summary.update(segmentation_summary(engine, state, test))

@@ -13,9 +13,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# Makes `import jax` (flax, optax, orbax, tensorflow) fail, then runs
-# launch.evaluate as __main__ with the remaining arguments.
-NO_JAX = """
+# Makes `import jax` (flax, optax, orbax, tensorflow) fail (the prefix of
+# every no-JAX subprocess in the tests).
+BLOCKER = """
 import importlib.abc, runpy, sys
 BLOCKED = {"jax", "jaxlib", "flax", "optax", "orbax", "tensorflow"}
 class Block(importlib.abc.MetaPathFinder):
@@ -23,6 +23,9 @@ class Block(importlib.abc.MetaPathFinder):
     if name.split(".")[0] in BLOCKED:
       raise ImportError(f"{name} is blocked (no-JAX test)")
 sys.meta_path.insert(0, Block())
+"""
+# ... then runs launch.evaluate as __main__ with the remaining arguments.
+NO_JAX = BLOCKER + """
 sys.argv = ["launch.evaluate", *sys.argv[1:]]
 runpy.run_module("launch.evaluate", run_name="__main__", alter_sys=True)
 """

@@ -25,26 +25,14 @@ from experiments import models
 from experiments import drivers
 from experiments import train
 from experiments.export import _from_run
+from tests import _export_check
 from tests import helpers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CIFAR = (32, 32, 3)
 
-# Makes `import jax` (flax, optax, orbax, tensorflow) fail, then runs
-# launch.evaluate as __main__ with the remaining arguments.
-_BLOCKER = """
-import importlib.abc, runpy, sys
-BLOCKED = {"jax", "jaxlib", "flax", "optax", "orbax", "tensorflow"}
-class Block(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split(".")[0] in BLOCKED:
-      raise ImportError(f"{name} is blocked (no-JAX test)")
-sys.meta_path.insert(0, Block())
-"""
-_NO_JAX = _BLOCKER + """
-sys.argv = ["launch.evaluate", *sys.argv[1:]]
-runpy.run_module("launch.evaluate", run_name="__main__", alter_sys=True)
-"""
+_BLOCKER = _export_check.BLOCKER
+_NO_JAX = _export_check.NO_JAX
 
 
 def _random_variables(model, input_shape, seed=0, density=1.0):

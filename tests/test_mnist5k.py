@@ -15,6 +15,7 @@ import pytest
 
 from experiments import data
 from experiments.data import _mnist5k
+from tests import _export_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # sha256 of the test indices: changing the split changes every mnist5k
@@ -23,14 +24,8 @@ _PINNED_TEST_HASH = 'de475a3d5e27'
 _SIZES = {'train': 3500, 'validation': 500, 'test': 1000}
 
 # Blocks JAX & co. and every socket, then runs the code after it.
-_OFFLINE = """
-import importlib.abc, socket, sys
-BLOCKED = {"jax", "jaxlib", "flax", "optax", "orbax", "tensorflow"}
-class Block(importlib.abc.MetaPathFinder):
-  def find_spec(self, name, path=None, target=None):
-    if name.split(".")[0] in BLOCKED:
-      raise ImportError(f"{name} is blocked (no-JAX test)")
-sys.meta_path.insert(0, Block())
+_OFFLINE = _export_check.BLOCKER + """
+import socket
 def no_network(*args, **kwargs):
   raise OSError("network is blocked (offline test)")
 socket.socket = no_network
