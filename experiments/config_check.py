@@ -50,7 +50,7 @@ def validate(config, *, device_count: int | None = None) -> None:
   _require(isinstance(config.learning_rate, (int, float))
            and math.isfinite(config.learning_rate)
            and config.learning_rate > 0, "learning_rate",
-           f"must be a finite number > 0, got {config.learning_rate!r}")
+           f"must be > 0 and finite, got {config.learning_rate!r}")
   _require(isinstance(config.seed, int) and not isinstance(config.seed, bool)
            and 0 <= config.seed < 2**31, "seed",
            f"must be an integer in [0, 2**31), got {config.seed!r}")

@@ -152,9 +152,9 @@ def test_skipped_channels_are_not_computed():
   k1[:, :, c, :] = 3e38         # input channel c of the next conv
   tensors["FBSConv_0/Conv_0/kernel"] = k0
   tensors["FBSConv_1/Conv_0/kernel"] = k1
-  skip = export.Model(header, tensors)
-  full = export.Model(header, tensors, skip_gated=False)
-  with np.errstate(all="ignore"):
+  with np.errstate(all="ignore"):  # the overflow is the point
+    skip = export.Model(header, tensors)
+    full = export.Model(header, tensors, skip_gated=False)
     poisoned = full(x)
   assert not np.all(np.isfinite(poisoned))
   np.testing.assert_allclose(skip(x), clean, rtol=0, atol=1e-5)
