@@ -1,10 +1,14 @@
 """The trainer library and the plain run (`run(config, workdir)`).
 
-Sections, top to bottom: workdir, mesh, input, model and optimizer, steps,
-checkpoint (restore first, then init), the loop with pruning events, evals,
-summary. A run is addressed by its workdir: calling this again with the same
-config resumes from the newest checkpoint, and after a finished run returns
-the stored summary at once.
+Sections, top to bottom: the train state, steps (loss, train and eval step
+builders), summary, build (dataset, model, optimizer), the `Engine`
+(mesh, shardings, compiled steps, evaluation, restore), `train_phase` (the
+loop with pruning events, restore first, then init), the final test
+evaluation, and the plain run. The drivers (``experiments.drivers``) build
+on these; the workdir protocol is ``experiments.runs``. A run is addressed
+by its workdir: calling `run` again with the same config resumes from the
+newest checkpoint, and after a finished run returns the stored summary at
+once.
 
 Data parallelism: one `Mesh` over every device of every host, the batch
 sharded on its 'data' axis and the train state replicated; XLA inserts the
