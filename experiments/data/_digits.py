@@ -55,15 +55,5 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
 
 def load(**kwargs) -> _sources.Dataset:
   """The digits `Dataset` (no options)."""
-  if kwargs:
-    raise TypeError(f"dataset 'digits' takes no options; got {sorted(kwargs)}")
-  image, label = _load()
-  train, validation, test = _split_indices()
-  return _sources.Dataset(
-      name='digits',
-      splits={'train': _sources.ArraySource(image[train], label[train]),
-              'validation': _sources.ArraySource(image[validation],
-                                                 label[validation]),
-              'test': _sources.ArraySource(image[test], label[test])},
-      input_shape=(8, 8, 1),
-      num_classes=10)
+  return _sources.in_memory('digits', _load, _split_indices,
+                            num_classes=10, kwargs=kwargs)

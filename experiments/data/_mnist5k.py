@@ -91,16 +91,5 @@ def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def load(**kwargs) -> _sources.Dataset:
   """The mnist5k `Dataset` (no options)."""
-  if kwargs:
-    raise TypeError(
-        f"dataset 'mnist5k' takes no options; got {sorted(kwargs)}")
-  image, label = _load()
-  train, validation, test = _split_indices()
-  return _sources.Dataset(
-      name='mnist5k',
-      splits={'train': _sources.ArraySource(image[train], label[train]),
-              'validation': _sources.ArraySource(image[validation],
-                                                 label[validation]),
-              'test': _sources.ArraySource(image[test], label[test])},
-      input_shape=(28, 28, 1),
-      num_classes=NUM_CLASSES)
+  return _sources.in_memory('mnist5k', _load, _split_indices,
+                            num_classes=NUM_CLASSES, kwargs=kwargs)

@@ -36,6 +36,28 @@ class Dataset:
   task: str = 'classification'
 
 
+def in_memory(name: str, load: Callable[[], tuple[np.ndarray, np.ndarray]],
+              split_indices: Callable[[], Sequence[np.ndarray]],
+              num_classes: int, kwargs: Mapping[str, Any]) -> Dataset:
+  """A built-in dataset held in memory, cut by its fixed split.
+
+  `load()` returns (image, label) arrays; `split_indices()` the (train,
+  validation, test) index arrays into them. `kwargs` are the options the
+  caller received: a built-in dataset takes none, so any is refused, naming
+  the dataset, before anything is loaded.
+  """
+  if kwargs:
+    raise TypeError(
+        f"dataset {name!r} takes no options; got {sorted(kwargs)}")
+  image, label = load()
+  return Dataset(
+      name=name,
+      splits={split: ArraySource(image[idx], label[idx]) for split, idx in
+              zip(('train', 'validation', 'test'), split_indices())},
+      input_shape=tuple(image.shape[1:]),
+      num_classes=num_classes)
+
+
 class ArraySource:
   """An in-memory split: `len`, `[i]` and `.arrays` for the batching fast path.
 
