@@ -79,6 +79,8 @@ def validate(config, *, device_count: int | None = None) -> None:
   if "fbs" in config or issubclass(models_lib.MODELS[config.model],
                                    models_lib.FBSCNN):
     validate_fbs(config)
+  if "pruning" not in config:  # a dense plain run, or a driver's config
+    return
   p = config.pruning
   _choice(p.method, pruning.METHODS, "pruning.method")
   if p.method == "none":
@@ -113,7 +115,7 @@ def validate_fbs(config) -> None:
            f"with an fbs section, got {config.model!r}")
   _require("fbs" in config, "fbs", f"model {config.model!r} needs an fbs "
            "section (fbs.init_from = '' for a random start)")
-  _require(config.pruning.method == "none", "pruning.method",
+  _require(pruning.method_of(config) == "none", "pruning.method",
            "must be 'none' in an FBS run (the gating is the pruning)")
   kw = config.model_kwargs
   d = kw.get("density", 1.0)
@@ -148,7 +150,7 @@ def _validate_training_extras(config) -> None:
 def validate_lottery(config) -> None:
   """The `lottery` section (called by `validate` when it is present)."""
   lc = config.lottery
-  _require(config.pruning.method == "none", "pruning.method",
+  _require(pruning.method_of(config) == "none", "pruning.method",
            "must be 'none' in a lottery run (the levels prune)")
   _require(isinstance(lc.levels, int) and not isinstance(lc.levels, bool)
            and lc.levels >= 1, "lottery.levels",
@@ -194,7 +196,7 @@ def validate_gradcount(config) -> None:
   gc = config.gradcount
   _require("lottery" not in config, "gradcount",
            "a run has either a lottery or a gradcount section, not both")
-  _require(config.pruning.method == "none", "pruning.method",
+  _require(pruning.method_of(config) == "none", "pruning.method",
            "must be 'none' in a gradcount run (its events prune)")
   _choice(gc.method, GRADCOUNT_METHODS, "gradcount.method")
   _choice(gc.redundancy, GRADCOUNT_REDUNDANCY, "gradcount.redundancy")
@@ -234,7 +236,7 @@ REPR_REINITS = ("orthogonal", "random")
 def validate_repr(config) -> None:
   """The `repr` section (called by `validate` when it is present)."""
   rc = config.repr
-  _require(config.pruning.method == "none", "pruning.method",
+  _require(pruning.method_of(config) == "none", "pruning.method",
            "must be 'none' in a RePr run (the cycles drop filters)")
   for field in ("s1_steps", "s2_steps"):
     v = rc[field]
@@ -268,7 +270,7 @@ FPGM_SOFT_VARIANTS = ("paper", "released_cifar")
 def validate_filterprune(config) -> None:
   """The `filterprune` section (FPGM, Network Slimming, scratch baselines)."""
   fp = config.filterprune
-  _require(config.pruning.method == "none", "pruning.method",
+  _require(pruning.method_of(config) == "none", "pruning.method",
            "must be 'none' in a filterprune run (the section prunes)")
   _choice(fp.method, FILTERPRUNE_METHODS, "filterprune.method")
   for field in ("layers", "exclude"):
@@ -352,7 +354,7 @@ BENN_ENSEMBLES = ("bagging", "boost_a", "boost_b", "boost_c", "boost_d")
 def validate_benn(config) -> None:
   """The `benn` section (BENN ensembles, `experiments.benn_run`)."""
   b = config.benn
-  _require(config.pruning.method == "none", "pruning.method",
+  _require(pruning.method_of(config) == "none", "pruning.method",
            "must be 'none' in a BENN run")
   _require(isinstance(b.members, int) and not isinstance(b.members, bool)
            and b.members >= 1, "benn.members",
@@ -379,7 +381,7 @@ def validate_mainsub(config) -> None:
            "model_kwargs.use_bias",
            "must be False in a main/subsidiary run (a removed filter must "
            "output exactly 0)")
-  _require(config.pruning.method == "none", "pruning.method",
+  _require(pruning.method_of(config) == "none", "pruning.method",
            "must be 'none' in a main/subsidiary run")
   for field in ("sub_steps", "finetune_steps"):
     v = ms[field]

@@ -3,7 +3,11 @@
 A config selects its driver by its one *method section* (``config.lottery``,
 ``config.repr``, ...); a config without one is a plain run
 (``experiments.train.run``: train, prune by ``config.pruning``, evaluate).
-``launch.train`` and every test call :func:`run`; nothing else dispatches.
+``config.pruning`` (:data:`PLAIN_SECTION`) is the plain run's method
+section: it counts against the one-section rule next to a driver's section
+unless its ``method`` is ``"none"``, and a plain run without it is dense
+(:func:`method_sections`). ``launch.train`` and every test call :func:`run`;
+nothing else dispatches.
 
 A driver is a module with ``run(config, workdir) -> dict`` (the summary)
 that opens its workdir through ``experiments.runs``. Adding a method is one
@@ -58,10 +62,13 @@ import jax
 
 from experiments import errors
 from experiments import locks
+from experiments import pruning
 from experiments import signals
 
 # section name -> driver module (None: the plain run).
 PLAIN = "experiments.train"
+# The plain run's method section (magnitude pruning by ``experiments.train``).
+PLAIN_SECTION = "pruning"
 DRIVERS: dict[str, str] = {
     "lottery": "experiments.lottery_run",
     "gradcount": "experiments.gradcount_run",
@@ -77,25 +84,47 @@ def register(section: str, module: str) -> None:
   """Registers the driver module (import path) of a new method section."""
   if not section.isidentifier():
     raise ValueError(f"driver section {section!r} is not an identifier")
+  if section == PLAIN_SECTION:
+    raise ValueError(f"driver section {section!r} is the plain run's "
+                     f"({PLAIN})")
   if section in DRIVERS and DRIVERS[section] != module:
     raise ValueError(f"driver section {section!r} is already registered "
                      f"to {DRIVERS[section]}")
   DRIVERS[section] = module
 
 
+def method_sections(config) -> list[str]:
+  """The config's method sections: the drivers' (in :data:`DRIVERS` order),
+  then ``pruning``, the plain run's, unless it says ``method="none"`` next
+  to a driver's section (no pruning: harmless). A valid config has at most
+  one; a shipped config exactly one (``tests/test_configs.py``)."""
+  present = [s for s in DRIVERS if s in config]
+  if PLAIN_SECTION in config and not (
+      present and pruning.method_of(config) == "none"):
+    present.append(PLAIN_SECTION)
+  return present
+
+
 def section_of(config) -> str | None:
-  """The config's method section (None for a plain run).
+  """The config's driver section (None for a plain run, with or without
+  its ``pruning`` section).
 
   Raises ``ConfigError`` naming both sections when there are two or more:
   the driver of the first would silently ignore the second.
   """
-  present = [s for s in DRIVERS if s in config]
+  present = method_sections(config)
   if len(present) > 1:
+    if present[1] == PLAIN_SECTION:
+      raise errors.ConfigError(
+          f"config.{PLAIN_SECTION}.method: must be 'none' next to "
+          f"config.{present[0]}, got {pruning.method_of(config)!r} (a config "
+          f"has at most one method section; the {present[0]!r} driver would "
+          f"ignore config.{PLAIN_SECTION})")
     raise errors.ConfigError(
         f"config.{present[0]}, config.{present[1]}: a config has at most "
         f"one method section; {present[0]!r} and {present[1]!r} cannot be "
         f"combined (remove one)")
-  return present[0] if present else None
+  return present[0] if present and present[0] != PLAIN_SECTION else None
 
 
 def driver_of(config) -> ModuleType:
@@ -204,6 +233,6 @@ def _holds_progress(workdir: str) -> bool:
   return False
 
 
-__all__ = ["DRIVERS", "Deployable", "Ensemble", "PLAIN", "deployable",
-           "driver_of", "finished_summary", "register", "run",
-           "section_of"]
+__all__ = ["DRIVERS", "Deployable", "Ensemble", "PLAIN", "PLAIN_SECTION",
+           "deployable", "driver_of", "finished_summary", "method_sections",
+           "register", "run", "section_of"]

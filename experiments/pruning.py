@@ -4,6 +4,10 @@ The trainer asks `prune_events(config)` for {step: target sparsity} and calls
 `apply_pruning` at those steps, between jitted steps (an event transform).
 Targets are sparsities of whole layers (`prune_*_to`), so an event is
 idempotent: re-running it after a resume changes nothing.
+
+`config.pruning` is the plain run's method section: a config without it
+(every driver's config, a user's dense run) prunes nothing, as if
+`pruning.method` were "none" (`method_of`).
 """
 from __future__ import annotations
 
@@ -14,13 +18,20 @@ SCHEDULES = ("gradual", "oneshot")
 SCOPES = ("layerwise", "global")
 
 
+def method_of(config) -> str:
+  """`config.pruning.method`, or "none" when the config has no `pruning`
+  section."""
+  return config.pruning.method if "pruning" in config else "none"
+
+
 def prune_events(pcfg) -> dict[int, float]:
   """{step: overall target sparsity} for the config's pruning schedule.
 
   gradual: Zhu & Gupta (2017) cubic schedule from `begin_step` to `end_step`
-  every `frequency` steps; oneshot: the full target at `begin_step`.
+  every `frequency` steps; oneshot: the full target at `begin_step`. `pcfg`
+  None (a config without a `pruning` section) has no events.
   """
-  if pcfg.method == "none":
+  if pcfg is None or pcfg.method == "none":
     return {}
   if pcfg.schedule == "oneshot":
     return {int(pcfg.begin_step): float(pcfg.target_sparsity)}

@@ -232,7 +232,7 @@ class Run(NamedTuple):
 
 def _wrap(config, inner):
   """The masked optimizer (the mask-ignoring plain one for dense runs)."""
-  if config.pruning.method == "none" and "lottery" not in config:
+  if pruning.method_of(config) == "none" and "lottery" not in config:
     return optax.with_extra_args_support(inner)  # nothing is ever pruned
   return sparsity.masked(inner)
 
@@ -658,7 +658,7 @@ def run(config, workdir: str) -> dict:
   first_summary = model_summary(engine, engine.abstract, with_mask=False)
   if runs.is_main():
     print(binary.format_model_summary(first_summary), flush=True)
-  prune_at = pruning.prune_events(config.pruning)
+  prune_at = pruning.prune_events(config.get("pruning"))
   state = train_phase(
       engine, workdir,
       lambda: engine.init(jax.random.PRNGKey(config.seed)),

@@ -53,6 +53,8 @@ def tiny(**overrides):
     node = config
     *path, last = k.split(".")
     for p in path:
+      if p not in node:  # pruning: a BENN config has no pruning section
+        node[p] = {}
       node = node[p]
     node[last] = v
   return config

@@ -50,3 +50,29 @@ def test_register_refuses_a_clash_and_a_bad_name():
     drivers.register("lottery", "somewhere.else")
   with pytest.raises(ValueError, match="not an identifier"):
     drivers.register("two words", "x")
+  with pytest.raises(ValueError, match="plain run"):
+    drivers.register("pruning", "somewhere.else")
+
+
+def test_pruning_is_the_plain_runs_method_section():
+  plain = helpers.small_config()  # pruning.method = magnitude
+  assert drivers.method_sections(plain) == ["pruning"]
+  del plain["pruning"]  # a dense run without a method section
+  assert drivers.method_sections(plain) == []
+  assert drivers.section_of(plain) is None
+  config_check.validate(plain)
+  assert drivers.driver_of(plain).__name__ == drivers.PLAIN
+  # next to a driver's section, pruning.method="none" is no second section
+  lottery = helpers.small_lottery_config()
+  assert "pruning" not in lottery
+  assert drivers.method_sections(lottery) == ["lottery"]
+  lottery.pruning = helpers.small_config().pruning
+  lottery.pruning.method = "none"
+  assert drivers.method_sections(lottery) == ["lottery"]
+  config_check.validate(lottery)
+  lottery.pruning.method = "magnitude"  # the lottery driver would ignore it
+  assert drivers.method_sections(lottery) == ["lottery", "pruning"]
+  with pytest.raises(config_check.ConfigError,
+                     match=r"^config\.pruning\.method: must be 'none' next "
+                           r"to config\.lottery"):
+    drivers.section_of(lottery)

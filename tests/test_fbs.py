@@ -222,6 +222,8 @@ def test_config_errors_name_the_field(field, value, culprit):
   node = c
   *head, last = field.split(".")
   for h in head:
+    if h not in node:  # pruning: an FBS config has no pruning section
+      node[h] = {}
     node = node[h]
   node[last] = value
   with pytest.raises(config_check.ConfigError, match=culprit.replace(

@@ -34,6 +34,8 @@ def small_repr_config(**overrides):
     node = config
     *path, last = key.split(".")
     for p in path:
+      if p not in node:  # pruning: a RePr config has no pruning section
+        node[p] = {}
       node = node[p]
     node[last] = value
   return config

@@ -53,11 +53,11 @@ Digits is a much smaller problem than MNIST: see results.md of the sweep.
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.model = "binary_mlp"
   config.model_kwargs = ml_collections.ConfigDict({
       "hidden": (256, 256, 256),
@@ -86,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 500
   config.checkpoint_every = 500
   config.keep_checkpoints = 1
-  config.pruning.method = "none"
+  config.pruning = _base.pruning_section(method="none")  # a dense run
   return config
 
 

@@ -32,30 +32,41 @@ here (no data, CPU only).
 """
 import ml_collections
 
-from experiments.configs import benn_digits
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 45000 // 128  # 351
 EPOCHS_PER_MEMBER = 100
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = benn_digits.get_config()
+  config = _base.get_config()
   config.dataset = "cifar10"
   config.dataset_kwargs = ml_collections.ConfigDict({"standardize": True})
-  config.model_kwargs.width = 1.0
-  config.model_kwargs.dropout = 0.5
+  config.model = "nin"
+  config.model_kwargs = ml_collections.ConfigDict({
+      "variant": "benn",
+      "binary_first": False,   # SB: first and last layers real
+      "binary_last": False,
+      "width": 1.0,
+      "dropout": 0.5,
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1e-4,
+      "use_bias": True,
+  })
+  config.binarize = True
+  config.loss = "cross_entropy"
+  config.clip_weights = 0.0
   config.num_steps = STEPS_PER_EPOCH * EPOCHS_PER_MEMBER
   config.batch_size = 128
   config.eval_batch_size = 1000
-  config.optimizer = "adam"
+  config.optimizer = "adam"          # + coupled L2 1e-5, as PyTorch Adam
   config.learning_rate = 1e-3
   config.weight_decay = 1e-5
   config.lr_schedule = "constant"
   config.log_every = 100
   config.eval_every = STEPS_PER_EPOCH * 5
   config.checkpoint_every = STEPS_PER_EPOCH * 5
-  config.benn.members = 32
-  config.benn.ensemble = "bagging"
-  config.benn.mode = "sequential"
-  config.benn.c_scale = 5000.0   # the code's constant for N = 50000
+  config.benn = _base.benn_section(
+      members=32, ensemble="bagging", mode="sequential",
+      c_scale=5000.0)   # c_scale: the code's constant for N = 50000
   return config

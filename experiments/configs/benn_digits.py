@@ -36,11 +36,11 @@ CIFAR-10 numbers are in experiments/configs/benn_cifar10_nin.py.
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.model = "nin"
   config.model_kwargs = ml_collections.ConfigDict({
       "variant": "benn",
@@ -64,14 +64,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 100
   config.eval_every = 300
   config.checkpoint_every = 300
-  config.pruning.method = "none"
-
-  config.benn = ml_collections.ConfigDict()
-  config.benn.members = 5
-  config.benn.ensemble = "bagging"    # bagging | boost_a .. boost_d
-  config.benn.mode = "independent"    # independent | sequential (warm start)
-  config.benn.parallel = "vmap"       # vmap (stacked members) | loop
-  config.benn.shrinkage = 0.1         # boost_d's factor on alpha
-  config.benn.c_scale = 0.0           # boost_c's constant; 0 = N / 10
-  config.benn.soft_vote = "scores"    # scores (official) | probabilities
+  config.benn = _base.benn_section(members=5)
   return config

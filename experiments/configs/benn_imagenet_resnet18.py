@@ -23,18 +23,21 @@ boosting 55.83.
 """
 import ml_collections
 
-from experiments.configs import benn_digits
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 1_281_167 // 256   # 5004
 EPOCHS = 90
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = benn_digits.get_config()
+  config = _base.get_config()
   config.dataset = "imagenet2012"
   config.dataset_kwargs = ml_collections.ConfigDict()
   config.model = "binary_resnet18"
   config.model_kwargs = ml_collections.ConfigDict({"width": 1.0})
+  config.binarize = True
+  config.loss = "cross_entropy"
+  config.clip_weights = 0.0
   config.num_steps = STEPS_PER_EPOCH * EPOCHS
   config.batch_size = 256
   config.eval_batch_size = 1000
@@ -47,8 +50,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 100
   config.eval_every = STEPS_PER_EPOCH
   config.checkpoint_every = STEPS_PER_EPOCH // 4
-  config.benn.members = 3
-  config.benn.ensemble = "bagging"
-  config.benn.mode = "independent"
-  config.benn.parallel = "vmap"
+  config.benn = _base.benn_section(
+      members=3, ensemble="bagging", mode="independent", parallel="vmap")
   return config

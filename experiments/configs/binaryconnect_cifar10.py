@@ -30,7 +30,7 @@ here): BinaryConnect stochastic 8.27 % (README of this code), deterministic
 import ml_collections
 from ml_collections import config_dict
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 900  # 45,000 training images / batch 50
 EPOCHS = 500
@@ -38,7 +38,7 @@ LR_START, LR_FIN = 3e-3, 2e-6
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.dataset = "cifar10"
   config.dataset_kwargs = ml_collections.ConfigDict(
       {"num_validation": 5000, "standardize": True})
@@ -76,5 +76,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.glorot_lr_scale = True
   config.grad_clip_norm = 0.0
 
-  config.pruning.method = "none"
+  config.pruning = _base.pruning_section(method="none")  # a dense run
   return config

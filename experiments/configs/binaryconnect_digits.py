@@ -29,14 +29,14 @@ baseline 1.30 %.
 import ml_collections
 from ml_collections import config_dict
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 20  # 1257 training digits / batch 64
 EPOCHS = 150
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.model = "binary_mlp"
   config.model_kwargs = ml_collections.ConfigDict({
       "hidden": (256, 256),
@@ -70,5 +70,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.glorot_lr_scale = True
   config.grad_clip_norm = 0.0     # 0.0 = off
 
-  config.pruning.method = "none"
+  config.pruning = _base.pruning_section(method="none")  # a dense run
   return config

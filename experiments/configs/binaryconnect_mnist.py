@@ -30,7 +30,7 @@ deterministic 1.29 +- 0.08 %, float baseline 1.30 %.
 import ml_collections
 from ml_collections import config_dict
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 500  # 50,000 training images / batch 100
 EPOCHS = 250
@@ -38,7 +38,7 @@ LR_START, LR_FIN = 1e-3, 3e-6
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.dataset = "mnist"
   config.dataset_kwargs = ml_collections.ConfigDict({"num_validation": 10000})
   config.model = "binary_mlp"
@@ -75,5 +75,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.glorot_lr_scale = True
   config.grad_clip_norm = 0.0
 
-  config.pruning.method = "none"
+  config.pruning = _base.pruning_section(method="none")  # a dense run
   return config

@@ -27,7 +27,7 @@ BNN (Theano) 0.96 % (README of this code), BNN (Torch7) 1.40 %.
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 500  # 50,000 training images / batch 100
 EPOCHS = 1000
@@ -35,7 +35,7 @@ LR_START, LR_FIN = 3e-3, 3e-7
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.dataset = "mnist"
   config.dataset_kwargs = ml_collections.ConfigDict({"num_validation": 10000})
   config.model = "binary_mlp"
@@ -73,5 +73,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.glorot_lr_scale = True
   config.grad_clip_norm = 0.0
 
-  config.pruning.method = "none"
+  config.pruning = _base.pruning_section(method="none")  # a dense run
   return config

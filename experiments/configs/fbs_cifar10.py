@@ -40,13 +40,13 @@ dense MACs.  NOT RUN here (no CIFAR-10 and no accelerator on this machine).
 """
 import ml_collections
 
-from experiments.configs import fbs_digits
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 352  # ceil(45,000 / 128)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = fbs_digits.get_config()
+  config = _base.get_config()
   config.dataset = "cifar10"
   config.model = "fbs_cnn"
   config.model_kwargs = ml_collections.ConfigDict(
@@ -63,7 +63,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 5 * STEPS_PER_EPOCH
   config.checkpoint_every = 5 * STEPS_PER_EPOCH
   config.keep_checkpoints = 2
-  config.fbs = fbs_digits.fbs_section()
+  config.fbs = _base.fbs_section()
   return config
 
 

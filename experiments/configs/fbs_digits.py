@@ -48,11 +48,11 @@ easy to show an accuracy cost: even d = 0.125 keeps 0.989 (seed 0).
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.model = "fbs_digits_cnn"
   config.model_kwargs = ml_collections.ConfigDict(
       {"density": 0.5, "saliency_l1": 1e-8})
@@ -67,18 +67,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 500
   config.checkpoint_every = 500
   config.keep_checkpoints = 1
-  config.pruning.method = "none"
-  config.fbs = fbs_section()
+  config.fbs = _base.fbs_section()
   return config
-
-
-def fbs_section(**overrides) -> ml_collections.ConfigDict:
-  """The `fbs` fields (used by every FBS config)."""
-  fc = ml_collections.ConfigDict()
-  fc.init_from = ""   # workdir of a finished run of the same model, or ""
-  for k, v in overrides.items():
-    fc[k] = v
-  return fc
 
 
 def get_sweep() -> dict:

@@ -45,13 +45,14 @@ removal drops regrown filters), the released_cifar variant keeps 0.99.
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 20  # about one epoch of the digits training split at batch 64
 
 
-def digits_vgg(config) -> None:
-  """The digits BatchNorm VGG and the SGD recipe (FPGM and slimming)."""
+def get_config() -> ml_collections.ConfigDict:
+  config = _base.get_config()
+  # The digits BatchNorm VGG and its SGD recipe (as in slimming_digits.py).
   config.model = "vgg11"
   config.model_kwargs = ml_collections.ConfigDict(
       {"cfg": (32, 32, "M", 64, 64)})
@@ -69,43 +70,7 @@ def digits_vgg(config) -> None:
   config.eval_every = 500
   config.checkpoint_every = 500
   config.keep_checkpoints = 1
-  config.pruning.method = "none"
-
-
-def filterprune_section(**overrides) -> ml_collections.ConfigDict:
-  """The `filterprune` fields with their defaults (every such config)."""
-  fp = ml_collections.ConfigDict()
-  fp.method = "fpgm"            # fpgm | slimming
-  fp.layers = ()                # conv layers pruned (names, globs); () = all
-  fp.exclude = ()               # never pruned
-  # FPGM
-  fp.rate = 0.4                 # rate_dist: floor(C * rate) filters by GM
-  fp.layer_rates = ml_collections.ConfigDict()  # name/glob -> rate
-  fp.rate_norm = 1.0            # kept by the norm step (1 = no norm step)
-  fp.criterion = "geometric_median"  # geometric_median | l2 | l1
-  fp.prune_every = 0            # steps between re-selections; 0 = 1 epoch
-  fp.soft_variant = "paper"     # paper: FPGM Algorithm 1 (train, then
-                                # zero; zeroed filters train and may regrow)
-                                # released_cifar: pruning_cifar10.py (also a
-                                # selection at step 0; zeroed kernels get no
-                                # gradient until the next selection)
-  # Network Slimming
-  fp.l1 = 1e-4                  # s: L1 strength on BatchNorm scales
-  fp.prune_fraction = 0.5       # global fraction of BN channels pruned
-  fp.finetune_steps = 1000
-  fp.finetune_lr = 0.0          # 0: the run's schedule, stretched
-  # Liu et al. 2019 baselines
-  fp.scratch = True             # train Scratch-E and Scratch-B
-  fp.scratch_b_max_factor = 2.0  # cap on Scratch-B's step factor (0: none)
-  for k, v in overrides.items():
-    fp[k] = v
-  return fp
-
-
-def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
-  digits_vgg(config)
-  config.filterprune = filterprune_section(method="fpgm", rate=0.4)
+  config.filterprune = _base.filterprune_section(method="fpgm", rate=0.4)
   return config
 
 

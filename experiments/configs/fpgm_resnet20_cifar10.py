@@ -25,19 +25,30 @@ scratch, our reading, not verified). Not measured here (no CIFAR-10).
 """
 import ml_collections
 
-from experiments.configs import fpgm_digits
-from experiments.configs import repr_resnet20_cifar10
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 352  # ceil(45,000 / 128)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = repr_resnet20_cifar10.get_config()
-  del config.repr
+  config = _base.get_config()
+  config.dataset = "cifar10"
+  config.model = "resnet20"
+  config.model_kwargs = ml_collections.ConfigDict()
   config.num_steps = 200 * STEPS_PER_EPOCH
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.optimizer = "momentum"
+  config.momentum = 0.9
+  config.learning_rate = 0.1
   config.weight_decay = 5e-4
+  config.lr_schedule = "step"
   config.lr_decay_steps = tuple(e * STEPS_PER_EPOCH for e in (60, 120, 160))
   config.lr_decay_factor = 0.2
-  config.filterprune = fpgm_digits.filterprune_section(
+  config.log_every = STEPS_PER_EPOCH
+  config.eval_every = 2 * STEPS_PER_EPOCH
+  config.checkpoint_every = 2 * STEPS_PER_EPOCH
+  config.keep_checkpoints = 1
+  config.filterprune = _base.filterprune_section(
       method="fpgm", rate=0.4, prune_every=STEPS_PER_EPOCH)
   return config

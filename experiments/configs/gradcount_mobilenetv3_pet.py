@@ -24,26 +24,27 @@ Expected: not run here (no prepared Pet data and no accelerator); the
 comparison to make is Dice / mean IoU vs the controls at the same
 sparsity, and filters and bytes removed.
 """
-from experiments.configs import gradcount_shapes
+import ml_collections
+
+from experiments.configs import _base
 
 
-def get_config():
-  config = gradcount_shapes.get_config()
+def get_config() -> ml_collections.ConfigDict:
+  config = _base.get_config()
   config.dataset = "oxford_iiit_pet"
-  config.dataset_kwargs = {"size": 128}
+  config.dataset_kwargs = ml_collections.ConfigDict({"size": 128})
   config.model = "mobilenet_v3_small_seg"
-  config.model_kwargs = {"width": 1.0}
+  config.model_kwargs = ml_collections.ConfigDict({"width": 1.0})
+  config.num_steps = 3000
   config.batch_size = 32
   config.eval_batch_size = 64
-  config.num_steps = 3000
+  config.optimizer = "adam"
   config.learning_rate = 1e-3
   config.log_every = 100
   config.eval_every = 500
   config.checkpoint_every = 500
-  gc = config.gradcount
-  gc.warmup_steps = 1000
-  gc.joint_steps = 1500
-  gc.window = 100
-  gc.redundancy_every = 300
-  gc.min_keep = 8
+  config.keep_checkpoints = 2
+  config.gradcount = _base.gradcount_section(  # its events prune
+      warmup_steps=1000, joint_steps=1500, window=100, redundancy_every=300,
+      min_keep=8)
   return config

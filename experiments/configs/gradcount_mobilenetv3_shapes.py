@@ -28,13 +28,24 @@ Expected: the full schedule was not run here. A shortened smoke run
 (621,468 bytes), and its magnitude control at the same sparsity at Dice
 0.688 / mIoU 0.547 (all filters, 622,434 bytes): both undertrained.
 """
-from experiments.configs import gradcount_shapes
+import ml_collections
+
+from experiments.configs import _base
 
 
-def get_config():
-  config = gradcount_shapes.get_config()
+def get_config() -> ml_collections.ConfigDict:
+  config = _base.get_config()
+  config.dataset = "shapes"
   config.model = "mobilenet_v3_small_seg32"
-  config.model_kwargs = {"width": 0.5}
+  config.model_kwargs = ml_collections.ConfigDict({"width": 0.5})
+  config.num_steps = 1500
+  config.batch_size = 32
+  config.eval_batch_size = 128
+  config.optimizer = "adam"
   config.learning_rate = 2e-3
-  config.gradcount.min_keep = 8
+  config.log_every = 50
+  config.eval_every = 300
+  config.checkpoint_every = 300
+  config.keep_checkpoints = 2
+  config.gradcount = _base.gradcount_section(min_keep=8)  # its events prune
   return config

@@ -40,53 +40,26 @@ mean_iou, remaining_fraction (kernel weights), filters_remaining_fraction
 """
 import ml_collections
 
+from experiments.configs import _base
+
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+  config = _base.get_config()
   config.dataset = "shapes"
-  config.data_dir = ""
   config.dataset_kwargs = ml_collections.ConfigDict()  # size=32, ...
   config.model = "unet_tiny"
   config.model_kwargs = ml_collections.ConfigDict()
-  config.seed = 0
 
   config.num_steps = 1500
   config.batch_size = 32
   config.eval_batch_size = 128
   config.optimizer = "adam"
   config.learning_rate = 3e-3
-  config.momentum = 0.9
-  config.weight_decay = 0.0
-  config.lr_schedule = "constant"
-  config.lr_decay_steps = ()
-  config.lr_decay_factor = 0.1
-  config.warmup_steps = 0
 
   config.log_every = 50
   config.eval_every = 300
   config.checkpoint_every = 300
   config.keep_checkpoints = 2
 
-  config.pruning = ml_collections.ConfigDict()
-  config.pruning.method = "none"  # the gradcount events prune
-
-  gc = config.gradcount = ml_collections.ConfigDict()
-  gc.method = "gradcount"     # gradcount | l1 | magnitude (the controls)
-  gc.warmup_steps = 300       # dense warm-up
-  gc.joint_steps = 900        # counting / shrink / prune / redundancy
-  gc.window = 50              # steps per counting window (one event each)
-  gc.redundancy_every = 150   # redundant-filter removal (multiple of window)
-  gc.eps = 0.5                # significant: |g| > eps * RMS(g) of the layer
-  gc.lam = 0.01               # shrinkage per event: lam * (1 - activity)
-  gc.rho = 0.35               # inactive: activity < rho
-  gc.prune_budget = 0.15      # at most this fraction of a layer per event
-  gc.redundancy = "max_cosine"  # max_cosine | orthogonality
-  gc.s_max = 0.6              # drop a filter whose score exceeds this
-  gc.min_keep = 4             # filters kept per layer at least
-  gc.filter_budget = 0.25     # at most this fraction of a layer per event
-  gc.filter_exclude = ()      # globs of conv layers never filter-pruned
-  gc.target_sparsity = 0.0    # l1 / magnitude: final kernel sparsity ...
-  gc.match_workdir = ""       # ... or that of this finished gradcount run
-  gc.scratch = True           # Scratch-E / Scratch-B of the final mask
-  gc.scratch_b_max_factor = 2.0  # cap on Scratch-B's step factor (0: none)
+  config.gradcount = _base.gradcount_section()  # its events prune
   return config

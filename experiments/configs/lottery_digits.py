@@ -27,11 +27,11 @@ is a much smaller problem: see the README for what this run measured.
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.model = "mlp"
   config.model_kwargs = ml_collections.ConfigDict({"hidden": (300, 100)})
   config.num_steps = 800
@@ -42,31 +42,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 50
   config.checkpoint_every = 400
   config.keep_checkpoints = 1
-  config.pruning.method = "none"
-  config.lottery = lottery_section(levels=15)
+  config.lottery = _base.lottery_section(levels=15)
   return config
-
-
-def lottery_section(**overrides) -> ml_collections.ConfigDict:
-  """The `lottery` fields with their defaults (used by every lottery config).
-  """
-  lc = ml_collections.ConfigDict()
-  lc.levels = 15                # pruning levels after the dense level 0
-  lc.reset = "init"             # init | rewind | lr_rewind | finetune
-  lc.rewind_step = 0            # k: rewind / lr_rewind / finetune length T-k
-  lc.finetune_lr = 1e-3         # constant LR of `finetune` (Renda et al.)
-  lc.scope = "layerwise"        # layerwise (rates) | global (global_rate)
-  lc.rates = ml_collections.ConfigDict({"default": 0.2, "Dense_2": 0.1})
-  lc.global_rate = 0.2
-  lc.global_include = ()        # global: names, prefixes or globs; () = all
-  lc.oneshot = False            # prune level 0's weights straight to level L
-  lc.data_order = "fixed"       # fixed (open_lth) | per_level (seeded)
-  lc.controls = ("random_reinit", "random_prune")
-  lc.control_seeds = 2
-  lc.control_levels = ()        # () = every level >= 1
-  lc.trunk = "train"            # train | existing (controls on a done trunk)
-  lc.instability_levels = ()    # levels with a linear-mode-connectivity test
-  lc.instability_points = 30
-  for k, v in overrides.items():
-    lc[k] = v
-  return lc

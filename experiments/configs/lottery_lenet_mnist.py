@@ -21,11 +21,11 @@ ladder: 51.3% (3), 21.1% (7), 13.5% (9), 8.7% (11), 3.6% (15), 1.9% (18).
 """
 import ml_collections
 
-from experiments.configs import lottery_digits
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = lottery_digits.get_config()
+  config = _base.get_config()
   config.dataset = "mnist"
   config.model = "lenet_300_100"
   config.model_kwargs = ml_collections.ConfigDict()
@@ -36,7 +36,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 1000
   config.eval_every = 100
   config.checkpoint_every = 5000
-  config.lottery = lottery_digits.lottery_section(
+  config.keep_checkpoints = 1
+  config.lottery = _base.lottery_section(
       levels=20, control_seeds=3,
       rates=ml_collections.ConfigDict({"default": 0.2, "Dense_2": 0.1}))
   return config

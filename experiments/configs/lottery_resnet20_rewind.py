@@ -23,11 +23,11 @@ about 80% remaining [3P].
 """
 import ml_collections
 
-from experiments.configs import lottery_digits
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = lottery_digits.get_config()
+  config = _base.get_config()
   config.dataset = "cifar10"
   config.model = "resnet20"
   config.model_kwargs = ml_collections.ConfigDict()
@@ -44,7 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 500
   config.eval_every = 500
   config.checkpoint_every = 2500
-  config.lottery = lottery_digits.lottery_section(
+  config.keep_checkpoints = 1
+  config.lottery = _base.lottery_section(
       levels=10, reset="rewind", rewind_step=500, scope="global",
       global_rate=0.2, global_include=("*Conv_*",), control_seeds=2)
   return config

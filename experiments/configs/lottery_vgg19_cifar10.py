@@ -16,11 +16,11 @@ exceed it down to P_m = 1.5%.
 """
 import ml_collections
 
-from experiments.configs import lottery_digits
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = lottery_digits.get_config()
+  config = _base.get_config()
   config.dataset = "cifar10"
   config.model = "vgg19"
   config.model_kwargs = ml_collections.ConfigDict()
@@ -38,7 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = 1000
   config.eval_every = 1000
   config.checkpoint_every = 5000
-  config.lottery = lottery_digits.lottery_section(
+  config.keep_checkpoints = 1
+  config.lottery = _base.lottery_section(
       levels=20, scope="global", global_rate=0.2,
       global_include=("Conv_*",), control_seeds=2)
   return config

@@ -123,10 +123,10 @@ learned masks >= greedy at equal kept fraction and <= 0.5 pp loss at
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 
-RECIPES = ("budget", "released")
+RECIPES = _base.MAINSUB_RECIPES  # ("budget", "released")
 
 
 def get_config(recipe: str = "budget") -> ml_collections.ConfigDict:
@@ -135,7 +135,7 @@ def get_config(recipe: str = "budget") -> ml_collections.ConfigDict:
   if recipe not in RECIPES:
     raise ValueError(f"mainsub_digits: unknown recipe {recipe!r}; choose one "
                      f"of: {', '.join(RECIPES)}")
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.model = "nin"
   config.model_kwargs = ml_collections.ConfigDict({
       "variant": "xnor",
@@ -159,27 +159,6 @@ def get_config(recipe: str = "budget") -> ml_collections.ConfigDict:
   config.log_every = 100
   config.eval_every = 300
   config.checkpoint_every = 300
-  config.pruning.method = "none"
-
-  config.mainsub = ml_collections.ConfigDict()
-  config.mainsub.sub_steps = 100          # per layer
-  config.mainsub.finetune_steps = 100     # per layer
-  config.mainsub.finetune_lr = 1e-4
-  config.mainsub.penalty = "count"        # count (ours) | l0 (released code)
-  if recipe == "budget":
-    config.mainsub.budget = 0.25          # per layer, annealed over sub_steps/2
-    config.mainsub.alpha = 0.0            # the budget sets the count
-    config.mainsub.sub_optimizer = "adam"   # chosen on validation over sgd
-    config.mainsub.sub_lr = 1e-3
-    config.mainsub.gate_init = 0.5        # U(0.5 - 1e-4, 0.5 + 1e-4)
-  else:  # released: justimyhxu/MainSubsidaryBNN's settings
-    config.mainsub.budget = 0.0
-    config.mainsub.alpha = 1e-8
-    config.mainsub.sub_optimizer = "adam"
-    config.mainsub.sub_lr = 1e-3
-    config.mainsub.gate_init = 0.0        # U(-1e-4, 1e-4)
-  config.mainsub.layers = ()              # () = every binary conv
-  config.mainsub.controls = ("greedy", "random", "learned")
-  config.mainsub.scratch = True           # Scratch-E / Scratch-B baselines
-  config.mainsub.scratch_b_max_factor = 2.0  # cap on Scratch-B (0: none)
+  # 100 subsidiary and 100 fine-tuning steps per layer.
+  config.mainsub = _base.mainsub_section(recipe)
   return config

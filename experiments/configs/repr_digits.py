@@ -36,11 +36,11 @@ point or less either way. See the README for the measured figures (3 seeds).
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
+from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
+  config = _base.get_config()
   config.model = "vanilla_cnn"
   config.model_kwargs = ml_collections.ConfigDict()
   config.num_steps = 2200
@@ -53,22 +53,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every = 100
   config.checkpoint_every = 200
   config.keep_checkpoints = 1
-  config.pruning.method = "none"
-  config.repr = repr_section(s1_steps=400, s2_steps=200, cycles=3)
+  config.repr = _base.repr_section(s1_steps=400, s2_steps=200, cycles=3)
   return config
-
-
-def repr_section(**overrides) -> ml_collections.ConfigDict:
-  """The `repr` fields with their defaults (used by every RePr config)."""
-  rc = ml_collections.ConfigDict()
-  rc.s1_steps = 20              # S1: full-network steps per cycle
-  rc.s2_steps = 10              # S2: sub-network steps per cycle
-  rc.cycles = 3                 # N (0 = standard training, same steps)
-  rc.drop_fraction = 0.3        # p: global fraction of ranked filters
-  rc.ranking = "orthogonality"  # orthogonality | magnitude | random
-  rc.reinit = "orthogonal"      # orthogonal (QR null space) | random
-  rc.exclude_first = True       # never rank the first conv layer
-  rc.exclude = ()               # more layers never ranked (names, globs)
-  for k, v in overrides.items():
-    rc[k] = v
-  return rc

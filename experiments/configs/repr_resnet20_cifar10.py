@@ -32,13 +32,13 @@ Not measured here (no CIFAR-10 on this machine).
 """
 import ml_collections
 
-from experiments.configs import repr_digits
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 352  # ceil(45,000 / 128)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = repr_digits.get_config()
+  config = _base.get_config()
   config.dataset = "cifar10"
   config.model = "resnet20"
   config.model_kwargs = ml_collections.ConfigDict()
@@ -55,7 +55,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.log_every = STEPS_PER_EPOCH
   config.eval_every = 2 * STEPS_PER_EPOCH
   config.checkpoint_every = 2 * STEPS_PER_EPOCH
-  config.repr = repr_digits.repr_section(
+  config.keep_checkpoints = 1
+  config.repr = _base.repr_section(
       s1_steps=20 * STEPS_PER_EPOCH, s2_steps=10 * STEPS_PER_EPOCH, cycles=3,
       drop_fraction=0.3, exclude=("*/Conv_2",))
   return config

@@ -26,13 +26,31 @@ See the README for the measured digits figures.
 """
 import ml_collections
 
-from experiments.configs import digits_magnitude
-from experiments.configs import fpgm_digits
+from experiments.configs import _base
+
+STEPS_PER_EPOCH = 20  # about one epoch of the digits training split at batch 64
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = digits_magnitude.get_config()
-  fpgm_digits.digits_vgg(config)
-  config.filterprune = fpgm_digits.filterprune_section(
+  config = _base.get_config()
+  # The digits BatchNorm VGG and its SGD recipe (as in fpgm_digits.py).
+  config.model = "vgg11"
+  config.model_kwargs = ml_collections.ConfigDict(
+      {"cfg": (32, 32, "M", 64, 64)})
+  config.num_steps = 100 * STEPS_PER_EPOCH
+  config.batch_size = 64
+  config.optimizer = "momentum"
+  config.momentum = 0.9
+  config.learning_rate = 0.05
+  config.weight_decay = 5e-4
+  config.lr_schedule = "step"
+  config.lr_decay_steps = (50 * STEPS_PER_EPOCH, 75 * STEPS_PER_EPOCH,
+                           90 * STEPS_PER_EPOCH)
+  config.lr_decay_factor = 0.2
+  config.log_every = 200
+  config.eval_every = 500
+  config.checkpoint_every = 500
+  config.keep_checkpoints = 1
+  config.filterprune = _base.filterprune_section(
       method="slimming", l1=1e-4, prune_fraction=0.5, finetune_steps=1000)
   return config

@@ -18,27 +18,31 @@ Not measured here (no CIFAR-10).
 """
 import ml_collections
 
-from experiments.configs import fpgm_digits
-from experiments.configs import repr_resnet20_cifar10
+from experiments.configs import _base
 
 STEPS_PER_EPOCH = 704  # ceil(45,000 / 64)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = repr_resnet20_cifar10.get_config()
-  del config.repr
+  config = _base.get_config()
+  config.dataset = "cifar10"
   config.model = "vgg11"
   config.model_kwargs = ml_collections.ConfigDict()
-  config.batch_size = 64
   config.num_steps = 160 * STEPS_PER_EPOCH
+  config.batch_size = 64
+  config.eval_batch_size = 1000
+  config.optimizer = "momentum"
+  config.momentum = 0.9
   config.learning_rate = 0.1
   config.weight_decay = 1e-4
+  config.lr_schedule = "step"
   config.lr_decay_steps = (80 * STEPS_PER_EPOCH, 120 * STEPS_PER_EPOCH)
   config.lr_decay_factor = 0.1
   config.log_every = STEPS_PER_EPOCH
   config.eval_every = 4 * STEPS_PER_EPOCH
   config.checkpoint_every = 4 * STEPS_PER_EPOCH
-  config.filterprune = fpgm_digits.filterprune_section(
+  config.keep_checkpoints = 1
+  config.filterprune = _base.filterprune_section(
       method="slimming", l1=1e-4, prune_fraction=0.5,
       finetune_steps=160 * STEPS_PER_EPOCH)
   return config
