@@ -57,6 +57,10 @@ def validate(config, *, device_count: int | None = None) -> None:
   keep = config.get("keep_checkpoints", 1)
   _require(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1,
            "keep_checkpoints", f"must be an integer >= 1, got {keep!r}")
+  warmup = config.get("warmup_steps", 0)
+  _require(isinstance(warmup, int) and not isinstance(warmup, bool)
+           and warmup >= 0, "warmup_steps",
+           f"must be an integer >= 0, got {warmup!r}")
   _require(config.weight_decay >= 0, "weight_decay",
            f"must be >= 0, got {config.weight_decay!r}")
   if device_count is not None:
@@ -405,3 +409,23 @@ def validate_mainsub(config) -> None:
            f"must be 0 with a budget (mainsub.budget = {ms.get('budget')}: "
            "the budget, not a penalty, sets how many filters go), got "
            f"{ms.alpha!r}")
+
+
+def validate_data(config, dataset) -> None:
+  """The check that needs the loaded dataset (``ConfigError``): the
+  training batch fits the train split. (A huge ``eval_batch_size`` needs
+  no error: the engine caps the evaluation batch at the largest split.)"""
+  train = len(dataset.splits["train"])
+  _require(config.batch_size <= train, "batch_size",
+           f"{config.batch_size} is larger than the train split "
+           f"({train} examples)")
+
+
+def model_error(config, error: BaseException) -> ConfigError:
+  """The one-line error for a model that its settings cannot build (a
+  negative width, a wrong type in ``config.model_kwargs``)."""
+  text = (str(error).splitlines() or [""])[0][:200]
+  return ConfigError(
+      f"config.model_kwargs: model {config.model!r} cannot be built with "
+      f"{dict(config.model_kwargs)}: {type(error).__name__}: {text}")
+

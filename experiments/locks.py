@@ -31,6 +31,27 @@ def absolute(path: str) -> str:
   return os.path.abspath(os.path.expanduser(path))
 
 
+def check_writable(workdir: str) -> None:
+  """Raises :class:`WorkdirError` (one line) unless `workdir` is a
+  writable directory or can be created: not a file, not below a file, not
+  in a read-only or unwritable place. Nothing is created."""
+  path = absolute(workdir)
+  probe = path
+  while not os.path.exists(probe):
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if not os.path.isdir(probe):
+    where = "" if probe == path else f" ({probe} is a file)"
+    raise WorkdirError(f"workdir {workdir} is not a directory{where}; use "
+                       "another --workdir")
+  if not os.access(probe, os.W_OK | os.X_OK):
+    what = "" if probe == path else f" (its parent {probe} is not)"
+    raise WorkdirError(f"workdir {workdir} is not writable{what}; use "
+                       "another --workdir")
+
+
 _LOCKS: dict[str, int] = {}  # absolute workdir -> fd holding its flock
 
 
@@ -67,4 +88,5 @@ def unlock(workdir: str) -> None:
     os.close(fd)
 
 
-__all__ = ["WorkdirError", "absolute", "is_main", "lock", "unlock"]
+__all__ = ["WorkdirError", "absolute", "check_writable", "is_main", "lock",
+           "unlock"]

@@ -107,10 +107,38 @@ def read_json_if_exists(path: str) -> Any | None:
   return read_json(path) if os.path.exists(path) else None
 
 
+def _reason(error: BaseException) -> str:
+  return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0]}"
+
+
+def read_marker(path: str) -> Any | None:
+  """A done-marker's JSON (``summary.json``, ``result.json``), or None.
+
+  Markers are written atomically, so an unreadable one was damaged from
+  outside (a disk error, a hand edit). It is set aside, never deleted
+  (renamed to ``<name>.unreadable``, ``.unreadable.1``, ...) with a
+  one-line warning, and None is returned: the run (or phase) counts as
+  unfinished and is finished again from its checkpoints, so no state of the
+  workdir blocks a re-run forever.
+  """
+  try:
+    return read_json_if_exists(path)
+  except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError included
+    if is_main():
+      target, n = path + ".unreadable", 1
+      while os.path.exists(target):
+        target, n = f"{path}.unreadable.{n}", n + 1
+      os.replace(path, target)
+      print(f"warning: {path} is unreadable ({_reason(e)}); moved to "
+            f"{target}; finishing the run again from its checkpoints",
+            flush=True)
+    return None
+
+
 # ------------------------------------------------------------ phases -----
 def read_result(directory: str) -> Any | None:
   """A finished phase's ``result.json`` (None while it is unfinished)."""
-  return read_json_if_exists(os.path.join(directory, "result.json"))
+  return read_marker(os.path.join(directory, "result.json"))
 
 
 def write_result(directory: str, result: Any) -> None:
@@ -127,7 +155,14 @@ def check_workdir(config, workdir: str,
   `compare` maps a stored config dict to the part that must agree (default:
   all of it); `what` names the run in the message.
   """
-  stored = read_json_if_exists(os.path.join(workdir, "config.json"))
+  path = os.path.join(workdir, "config.json")
+  try:
+    stored = read_json_if_exists(path)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise WorkdirError(
+        f"workdir {workdir}: config.json is unreadable ({_reason(e)}), so "
+        "the run it holds cannot be checked against this config; move the "
+        "workdir aside or use a new --workdir") from None
   if stored is None:
     return
   new = config_json(config)
@@ -165,7 +200,7 @@ def create(config, workdir: str) -> None:
 
 def stored_summary(workdir: str) -> dict | None:
   """The summary of a finished run in `workdir`, else None."""
-  return read_json_if_exists(os.path.join(workdir, "summary.json"))
+  return read_marker(os.path.join(workdir, "summary.json"))
 
 
 def write_summary(workdir: str, summary: dict) -> None:
@@ -190,6 +225,7 @@ def open_run(config, workdir: str, *,
   check_workdir(config, workdir, compare)
   summary = stored_summary(workdir)  # a finished run is only read: no lock
   if summary is None:
+    locks.check_writable(workdir)
     lock(workdir)
     summary = stored_summary(workdir)  # finished while we took the lock?
   if summary is not None:
@@ -204,5 +240,5 @@ def open_run(config, workdir: str, *,
 
 __all__ = ["WorkdirError", "absolute", "check_workdir", "config_json",
            "create", "is_main", "lock", "open_run", "unlock", "read_json", "read_json_if_exists",
-           "read_result", "stored_summary", "validate", "write_json",
+           "read_marker", "read_result", "stored_summary", "validate", "write_json",
            "write_result", "write_summary", "write_text", "write_with"]

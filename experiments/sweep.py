@@ -23,7 +23,11 @@ its last component when that is unambiguous), and runs in
 
 so a crash in one run does not stop the sweep. A run whose workdir holds
 `summary.json` is skipped; a killed run resumes from its newest checkpoint
-(the trainer does that). Everything is validated before anything runs
+(the trainer does that). Preemption: a run that stops on SIGTERM / SIGINT
+(exit 143 / 130, after checkpointing its step) is started again at once, up
+to `MAX_PREEMPTIONS` times, and resumes where it stopped; a SIGTERM to the
+sweep itself is passed to its running runs, which checkpoint, and the
+sweep exits with 143 (`Stopped`): re-running it resumes them. Everything is validated before anything runs
 (`load`): unknown fields, wrong types and values `config_check.validate`
 or the model/optimizer builder refuses raise `SweepError` naming the grid
 entry. `DIR/sweep.json` records the expanded grid; a DIR holding another
@@ -48,6 +52,7 @@ import itertools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -55,9 +60,25 @@ from typing import Any, Callable
 
 import ml_collections
 
+from experiments import signals
 from experiments import stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# launch.train's exits after a checkpointed stop on SIGTERM / SIGINT.
+PREEMPTED_EXIT_CODES = (signals.EXIT_PREEMPTED, 130)
+MAX_PREEMPTIONS = 3  # re-runs of one preempted run within one sweep
+
+
+class Stopped(Exception):
+  """The sweep itself got SIGTERM / SIGINT: it passed the signal to its
+  running runs, which checkpointed; re-running the sweep resumes them."""
+
+  def __init__(self, signum: int, unfinished: int):
+    super().__init__(f"{signal.Signals(signum).name} received: {unfinished} "
+                     "run(s) unfinished, running ones checkpointed; re-run "
+                     "the same command to resume")
+    self.exit_code = 130 if signum == signal.SIGINT else (
+        signals.EXIT_PREEMPTED)
 MAX_NAME = 120
 _UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]")
 
@@ -475,33 +496,50 @@ def run(sweep: Sweep, workdir: str, *, parallel: int = 1,
     failed = 0
     running = {}  # name -> (point, proc, start time, stderr offset)
     queue = list(todo)
-    while queue or running:
-      while queue and len(running) < parallel:
-        p = queue.pop(0)
-        logs = os.path.join(workdir, "logs", p.name)
-        proc, offset = _launch(command(sweep, p, workdir), logs + ".out",
-                               logs + ".err")
-        running[p.name] = (p, proc, time.time(), offset)
-      time.sleep(0.05)
-      for name, (p, proc, start, offset) in list(running.items()):
-        if proc.poll() is None:
-          continue
-        del running[name]
-        k += 1
-        secs = time.time() - start
-        _record(workdir, {"name": name, "rc": proc.returncode,
-                          "seconds": round(secs, 2)})
-        summary = read_summary(workdir, p)
-        if proc.returncode == 0 and summary is not None:
-          f = summary["final"]
-          echo(f"[{k}/{n}] {name}  test accuracy {f['test_accuracy']:.4f}  "
-               f"{secs:.1f} s")
-        else:
-          failed += 1
-          tail = _tail(os.path.join(workdir, "logs", name + ".err"), offset)
-          echo(f"[{k}/{n}] {name}  FAILED (exit {proc.returncode}) after "
-               f"{secs:.1f} s: {tail}")
+    preemptions: dict[str, int] = {}
+    forwarded = False
+    with signals.handling():
+      while queue or running:
+        stop = signals.requested()
+        if stop is not None and not forwarded:  # the sweep is preempted:
+          for _, proc, _, _ in running.values():  # its runs checkpoint
+            if proc.poll() is None:
+              proc.send_signal(signal.SIGTERM)  # (a 2nd SIGINT kills)
+          forwarded = True
+        if stop is not None:
+          queue = []
+        while queue and len(running) < parallel:
+          p = queue.pop(0)
+          logs = os.path.join(workdir, "logs", p.name)
+          proc, offset = _launch(command(sweep, p, workdir), logs + ".out",
+                                 logs + ".err")
+          running[p.name] = (p, proc, time.time(), offset)
+        time.sleep(0.05)
+        for name, (p, proc, start, offset) in list(running.items()):
+          if proc.poll() is None:
+            continue
+          del running[name]
+          secs = time.time() - start
+          _record(workdir, {"name": name, "rc": proc.returncode,
+                            "seconds": round(secs, 2)})
+          if (proc.returncode in PREEMPTED_EXIT_CODES and stop is None
+              and preemptions.get(name, 0) < MAX_PREEMPTIONS):
+            # The run alone was preempted (it checkpointed the step it
+            # reached): run it again at once; it resumes there.
+            preemptions[name] = preemptions.get(name, 0) + 1
+            echo(f"[{k + 1}/{n}] {name}  preempted (exit "
+                 f"{proc.returncode}) after {secs:.1f} s; re-running it "
+                 f"(attempt {preemptions[name] + 1}, resumes from its "
+                 "checkpoint)")
+            queue.insert(0, p)
+            continue
+          k += 1
+          failed += _report(sweep, workdir, p, proc, secs, offset, k, n,
+                            echo, stopped=stop is not None)
+      if signals.requested() is not None:
         write_results(sweep, workdir, plot=False)
+        raise Stopped(signals.requested(), sum(
+            read_summary(workdir, p) is None for p in sweep.points))
     table = write_results(sweep, workdir)
     echo(table)
     if failed:
@@ -510,6 +548,26 @@ def run(sweep: Sweep, workdir: str, *, parallel: int = 1,
     return failed
   finally:
     lock.close()
+
+
+def _report(sweep: Sweep, workdir: str, p: Point, proc, secs: float,
+            offset: int, k: int, n: int, echo, stopped: bool) -> int:
+  """Prints a finished run's line; returns 1 if it failed, else 0."""
+  name = p.name
+  summary = read_summary(workdir, p)
+  if proc.returncode == 0 and summary is not None:
+    f = summary["final"]
+    echo(f"[{k}/{n}] {name}  test accuracy {f['test_accuracy']:.4f}  "
+         f"{secs:.1f} s")
+    return 0
+  if stopped and proc.returncode in PREEMPTED_EXIT_CODES:
+    echo(f"[{k}/{n}] {name}  stopped (exit {proc.returncode}) after "
+         f"{secs:.1f} s, checkpointed; re-run the sweep to resume it")
+    return 0
+  tail = _tail(os.path.join(workdir, "logs", name + ".err"), offset)
+  echo(f"[{k}/{n}] {name}  FAILED (exit {proc.returncode}) after "
+       f"{secs:.1f} s: {tail}")
+  return 1
 
 
 # -------------------------------------------------------------- results --

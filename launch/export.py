@@ -1,7 +1,8 @@
 r"""Exports a trained run to one ``.sbn`` file for the CPU evaluator.
 
   python -m launch.export --workdir=RUN --out=model.sbn [--level=N] \
-      [--member=K] [--overwrite] [--nobn_threshold] [--nobn_fold]
+      [--member=K] [--overwrite] [--allow_unfinished] [--nobn_threshold] \
+      [--nobn_fold]
 
 Reads RUN/config.json and exports the result the run's driver declares
 (``experiments/drivers.py``): the newest checkpoint of a plain or FBS run,
@@ -10,10 +11,12 @@ phase, the hard-pruned FPGM / slimming / gradient-count / main-subsidiary
 network, BENN member K (``--member=K``; without it the ensemble: one
 ``.sbn`` per member next to --out and --out a JSON file with their vote
 weights, which ``launch.evaluate`` reads). The run must be finished (its
-summary.json; for ``--level=N`` the level's result.json). It records the
-layer list from the model and writes weights, masks and bit-packed binary
-kernels (format:
-``experiments/export/_format.py``, ``_encode.py``).  An existing --out is
+summary.json; for ``--level=N`` the level's result.json);
+``--allow_unfinished`` exports the newest checkpoint of an unfinished
+plain or FBS run instead (the file's meta says ``"unfinished": true``).
+It records the layer list from the model and writes weights, masks and
+bit-packed binary kernels (format: ``experiments/export/_format.py``,
+``_encode.py``).  An existing --out is
 never replaced without --overwrite; the file appears atomically.  A
 BatchNorm read only through a sign (BNN, NIN) is stored as one float32
 threshold and one direction bit per channel, exactly equivalent (format
@@ -43,6 +46,9 @@ _MEMBER = flags.DEFINE_integer(
     "member", None, "BENN member K (default: the whole ensemble).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False,
                                "Replace an existing --out.")
+_ALLOW_UNFINISHED = flags.DEFINE_bool(
+    "allow_unfinished", False, "Export the newest checkpoint of an "
+    "unfinished plain or FBS run (refused by default).")
 _BN_THRESHOLD = flags.DEFINE_bool(
     "bn_threshold", True, "Store BatchNorms read only through a sign as "
     "per-channel thresholds (format version 2).")
@@ -81,7 +87,8 @@ def main(argv):
     info = export.export_run(_WORKDIR.value, _OUT.value, level=_LEVEL.value,
                              member=_MEMBER.value, overwrite=_OVERWRITE.value,
                              bn_threshold=_BN_THRESHOLD.value,
-                             bn_fold=_BN_FOLD.value)
+                             bn_fold=_BN_FOLD.value,
+                             allow_unfinished=_ALLOW_UNFINISHED.value)
   except (OSError, ValueError, KeyError) as e:
     # Missing run / level / checkpoint, an existing --out, a pruned weight
     # that is not 0 (ExportError), a bad config (ConfigError), a model

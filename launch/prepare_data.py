@@ -98,10 +98,19 @@ def prepare(name: str, data_dir: str | None) -> int:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    return _fail(f'unexpected arguments: {" ".join(argv[1:])}')
+  if not _DATASET.value:
+    return _fail('--dataset is required (e.g. --dataset=cifar10)')
   return prepare(_DATASET.value, _DATA_DIR.value)
 
 
+def parse_flags(argv):
+  """absl flag parsing with a one-line error and exit code 2."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(_fail(str(e).splitlines()[0] if str(e) else repr(e)))
+
+
 if __name__ == '__main__':
-  flags.mark_flag_as_required('dataset')
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

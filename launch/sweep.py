@@ -14,7 +14,9 @@ results.csv, results.md (printed at the end) and results.png.
 Exit codes: 0 every run finished, 1 some run failed (each is reported with
 its exit code and stderr tail; the others still ran), 2 bad input (a bad
 grid entry, a config file that does not load, a workdir of another grid;
-one line, nothing written), 130 interrupted.
+one line, nothing written), 143 stopped by SIGTERM (the running runs got
+it too and checkpointed; re-running resumes them), 130 interrupted. A run
+preempted on its own (exit 143) is started again at once and resumes.
 """
 import shlex
 import sys
@@ -74,6 +76,9 @@ def main(argv):
                        echo=lambda line: print(line, flush=True))
   except sweep.SweepError as e:
     _fail(str(e), 2)
+  except sweep.Stopped as e:  # its running runs checkpointed
+    print(f"launch.sweep: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
   except KeyboardInterrupt:
     print("launch.sweep: interrupted; re-run the same command to resume",
           file=sys.stderr, flush=True)

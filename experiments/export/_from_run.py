@@ -88,6 +88,7 @@ def _write(dep, workdir: str, out: str, *, overwrite: bool,
           "reported_test_accuracy": info.get("test_accuracy"),
           "method": drivers.section_of(config) or "plain",
           "workdir": os.path.abspath(workdir), "exporter": "launch.export",
+          **({"unfinished": True} if info.get("unfinished") else {}),
           **(extra or {})}
   size = write_model(out, layers, variables, mask, input_shape=input_shape,
                      meta=meta, overwrite=overwrite,
@@ -98,6 +99,25 @@ def _write(dep, workdir: str, out: str, *, overwrite: bool,
           **meta}
 
 
+def _unfinished(config, workdir: str, **options) -> drivers.Deployable:
+  """The newest checkpoint of an unfinished plain or FBS run."""
+  module = drivers.driver_of(config).__name__
+  if module not in (drivers.PLAIN, drivers.DRIVERS["fbs"]):
+    raise ValueError(
+        f"--allow_unfinished exports the newest checkpoint of an unfinished "
+        f"plain or FBS run; {workdir} is a {drivers.section_of(config)} run, "
+        "whose result exists only once it finishes")
+  given = sorted(k for k, v in options.items() if v is not None)
+  if given:
+    raise ValueError(f"{workdir}: option {given[0]!r} is not taken by a "
+                     "plain or FBS run")
+  state = train.load_state(config, workdir)
+  return drivers.Deployable(config, state, {
+      "result": f"the newest checkpoint (step {int(state.step)}) of an "
+                "UNFINISHED run", "test_accuracy": None,
+      "unfinished": True})
+
+
 def member_path(out: str, k: int) -> str:
   """The file of ensemble member `k` next to the ensemble file `out`."""
   stem = out[:-len(".json")] if out.endswith(".json") else out
@@ -106,7 +126,8 @@ def member_path(out: str, k: int) -> str:
 
 def export_run(workdir: str, out: str, *, level: int | None = None,
                member: int | None = None, overwrite: bool = False,
-               bn_threshold: bool = True, bn_fold: bool = True) -> dict:
+               bn_threshold: bool = True, bn_fold: bool = True,
+               allow_unfinished: bool = False) -> dict:
   """Exports the result a run's driver declares; returns a summary dict.
 
   The driver of the run's config (``experiments.drivers.deployable``)
@@ -120,6 +141,11 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
   per-channel thresholds (format version 2, see ``_encode.py``).
   ``bn_fold``: the other BatchNorms after a binary-weight layer with real
   inputs are folded into it as one scale and shift (format version 3).
+  ``allow_unfinished``: an unfinished plain or FBS run (no
+  ``summary.json``) exports its newest checkpoint instead of being refused;
+  the file's meta says so and carries no reported accuracy. Other drivers'
+  results exist only once they finish (a finished lottery level always
+  exports).
 
   Raises:
     FileNotFoundError: no config.json, an unfinished run (or level), no
@@ -132,7 +158,11 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
   """
   _check_out(out, overwrite)
   config = load_config(workdir)
-  dep = drivers.deployable(config, workdir, level=level, member=member)
+  if allow_unfinished and not os.path.exists(
+      os.path.join(workdir, "summary.json")):
+    dep = _unfinished(config, workdir, level=level, member=member)
+  else:
+    dep = drivers.deployable(config, workdir, level=level, member=member)
   kw = {"overwrite": overwrite, "bn_threshold": bn_threshold,
         "bn_fold": bn_fold}
   if isinstance(dep, drivers.Deployable):
