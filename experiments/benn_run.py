@@ -12,7 +12,7 @@ schedule that restarts at 0 (the official code resets the LR per member).
                               as ONE stacked TrainState (leading axis K),
                               checkpoints/, metrics.jsonl, scores_test.npy
                               (K, N, C), result.json when done
-    WORKDIR/member_NN/        otherwise one phase per member (train.
+    WORKDIR/member_NN/        otherwise one phase per member (engine.
                               train_phase): checkpoints/, metrics.jsonl,
                               scores_test.npy (N, C), boost.json (boosting:
                               eps, alpha, the next weights' file), result.json
@@ -53,9 +53,9 @@ import numpy as np
 import binary
 from experiments import checkpointing
 from experiments import data as data_lib
+from experiments import engine as engine_lib
 from experiments import metrics as metrics_lib
 from experiments import runs
-from experiments import train
 
 
 class IndexedSource:
@@ -98,7 +98,7 @@ class _Driver:
     self.config, self.workdir = config, workdir
     self.bc = config.benn
     self.k = int(self.bc.members)
-    self.engine = train.Engine(config)
+    self.engine = engine_lib.Engine(config)
     self.model = self.engine.model
     self.train_src = self.engine.dataset.splits["train"]
     self.n = len(self.train_src)
@@ -131,7 +131,7 @@ class _Driver:
   def source(self, k: int) -> IndexedSource:
     return IndexedSource(self.train_src, self.indices(k))
 
-  def member_engine(self, k: int) -> train.Engine:
+  def member_engine(self, k: int) -> engine_lib.Engine:
     """The engine with member k's sample as its train split (compiled steps
     shared)."""
     eng = copy.copy(self.engine)
@@ -190,7 +190,7 @@ class _Driver:
     if done is not None:
       return done
     eng = self.member_engine(k)
-    state = train.train_phase(
+    state = engine_lib.train_phase(
         eng, d, lambda: self.start(k), end_step=self.config.num_steps,
         data_seed=member_seed(self.config.seed, k, 1),
         eval_splits=("validation",),
@@ -222,7 +222,8 @@ class _Driver:
   # -- the stacked phase (independent bagging) --------------------------------
   def _stacked_setup(self):
     eng, k = self.engine, self.k
-    step = jax.vmap(train.make_train_step(self.model, eng.run.tx, eng.loss))
+    step = jax.vmap(engine_lib.make_train_step(self.model, eng.run.tx,
+                                               eng.loss))
     devices = jax.devices()
     if len(devices) >= k:
       mesh = Mesh(np.asarray(devices[:k]), ("member",))
@@ -283,7 +284,7 @@ class _Driver:
         vals = jax.device_get(pending)
         losses = np.asarray([v["loss"] for v in vals])
         if not np.isfinite(losses).all():
-          raise train.NonFiniteLossError(
+          raise engine_lib.NonFiniteLossError(
               f"non-finite training loss in steps {step - len(vals) + 1}.."
               f"{step} of the stacked members; the last good checkpoint is "
               f"step {mngr.latest_step()}")

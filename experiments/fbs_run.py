@@ -6,7 +6,7 @@ ICLR 2019; the MAC accounting is ``experiments.fbs``.
 The run
 -------
 :func:`run` is what ``launch.train`` calls for a config with an ``fbs``
-section: one ``train.train_phase`` over [0, num_steps) (plain SGD with
+section: one ``engine.train_phase`` over [0, num_steps) (plain SGD with
 momentum in the shipped configs), then the test set; ``summary.json``
 ``"final"`` adds ``macs_fraction`` and ``macs_overhead_fraction``, and
 ``"fbs_layers"`` holds the per-layer table (dense MACs, mean executed MACs,
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from experiments import config_check
+from experiments import engine as engine_lib
 from experiments import fbs as fbs_lib
 from experiments import runs
 from experiments import train
@@ -49,7 +50,7 @@ def load_start(engine, init_from: str):
   with open(os.path.join(path, "config.json")) as f:
     src_config = ml_collections.ConfigDict(json.load(f))
   try:
-    src = train.load_state(src_config, path)
+    src = engine_lib.load_state(src_config, path)
   except Exception as e:  # pylint: disable=broad-except
     raise config_check.ConfigError(
         f"config.fbs.init_from: cannot load {init_from!r}: "
@@ -78,7 +79,7 @@ def run(config, workdir: str) -> dict:
   init_from = config.fbs.get("init_from", "") or ""
   if init_from:
     _finished(init_from)
-  engine = train.Engine(config)
+  engine = engine_lib.Engine(config)
   loaded = load_start(engine, init_from) if init_from else None
   runs.create(config, workdir)
   if runs.is_main():
@@ -96,14 +97,16 @@ def run(config, workdir: str) -> dict:
                                                   loaded["batch_stats"]),
                          opt_state=engine.run.tx.init(params))
 
-  state = train.train_phase(engine, workdir, start,
+  state = engine_lib.train_phase(engine, workdir, start,
                             end_step=config.num_steps, data_seed=config.seed,
                             checkpoint_start=loaded is not None)
-  test = train.evaluate_test(engine, workdir, state)
+  test = engine_lib.evaluate_test(engine, workdir, state)
   summary = train.base_summary(config, engine.dataset, state, test)
   summary["final"]["macs_fraction"] = test["macs_fraction"]
   summary["final"]["macs_overhead_fraction"] = test["macs_overhead_fraction"]
-  summary["fbs_layers"] = fbs_lib.layer_table(engine.macs_plan, test)
+  plan = next(m.plan for m in engine.eval_metrics
+              if isinstance(m, engine_lib.ExecutedMacs))
+  summary["fbs_layers"] = fbs_lib.layer_table(plan, test)
   summary["fbs"] = {"density": float(engine.model.density),
                     "saliency_l1": float(engine.model.saliency_l1),
                     "init_from": init_from}

@@ -2,7 +2,7 @@
 
 `run(config, workdir)` is what `experiments.drivers.run` calls for a config
 with a `filterprune` section. Every stage is a checkpointed phase
-(`train.train_phase`) on one `train.Engine`, so a killed run resumes in the
+(`engine.train_phase`) on one `engine.Engine`, so a killed run resumes in the
 phase it was in:
 
     WORKDIR/train/       steps 0 .. T = num_steps
@@ -71,6 +71,7 @@ and starts its regrowth with fresh moments.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
@@ -79,6 +80,7 @@ import optax
 
 from experiments import config_check
 from experiments import data as data_lib
+from experiments import engine as engine_lib
 from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
@@ -97,7 +99,7 @@ class _Driver:
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
     self.fp = config.filterprune
-    base = train.build(config)
+    base = engine_lib.build(config)
     self.input_shape = base.dataset.input_shape
     self.layers = models_lib.layer_list(base.model, self.input_shape)
     self.groups = sparsity.channel_groups(self.layers)
@@ -121,14 +123,14 @@ class _Driver:
       return sparsity.expand_filter_masks(params, keep, groups,
                                           sparsity.create_mask(params))
 
-    def init_state(rng) -> train.TrainState:
+    def init_state(rng) -> engine_lib.TrainState:
       s = base.init_state(rng)
       return s.replace(opt_state=tx.init(s.params), mask=full_mask(s.params))
 
     self.full_mask = full_mask
 
-    self.engine = train.Engine(
-        config, train.Run(base.dataset, base.model, self.tx, init_state))
+    self.engine = engine_lib.Engine(
+        config, engine_lib.Run(base.dataset, base.model, self.tx, init_state))
     self._txs: dict = {}
 
   # -- pieces -----------------------------------------------------------------
@@ -154,11 +156,11 @@ class _Driver:
     return None
 
   def phase(self, name: str, start, end_step: int, label: str, tx=None,
-            prune_at=None, event_fn=None) -> train.TrainState:
-    return train.train_phase(
+            events=None) -> engine_lib.TrainState:
+    return engine_lib.train_phase(
         self.engine, os.path.join(self.workdir, name), start,
         end_step=end_step, data_seed=self.config.seed, tx=tx or self.tx,
-        prune_at=prune_at, event_fn=event_fn, label=label)
+        events=events, label=label)
 
   def test(self, state) -> dict:
     with jax.set_mesh(self.engine.mesh):
@@ -271,13 +273,13 @@ class _Driver:
     if fp.method == "fpgm":
       every = self.prune_every()
       first = 0 if self.released_cifar() else every
-      events = {s: False for s in range(first, t, every)}
-      events[t] = True
+      events = {s: functools.partial(self.fpgm_event, final=False)
+                for s in range(first, t, every)}
+      events[t] = functools.partial(self.fpgm_event, final=True)
       state = self.phase("train", lambda: self.engine.init(
           jax.random.PRNGKey(self.config.seed)), t,
                          f"FPGM ({fp.criterion}): soft pruning every "
-                         f"{every} steps", prune_at=events,
-                         event_fn=self.fpgm_event)
+                         f"{every} steps", events=events)
       final = state
     else:
       state = self.phase("train", lambda: self.engine.init(

@@ -3,8 +3,8 @@
 `run(config, workdir)` is what `launch.train` calls for a config with a
 `gradcount` section (the method is the project's reading of Khan et al.
 2022, whose body is not available: see `sparsity/_gradcount.py` and
-METHODS.md 3.1). One `train.train_phase` over [0, num_steps) on a
-`train.Engine` whose optimizer is
+METHODS.md 3.1). One `engine.train_phase` over [0, num_steps) on a
+`engine.Engine` whose optimizer is
 
     optax.chain(sparsity.count_gradients(eps), sparsity.masked(inner))
 
@@ -51,6 +51,7 @@ filters_remaining_fraction, memory_bytes, and `layer_report`), plus
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import os
 
@@ -60,6 +61,7 @@ import numpy as np
 import optax
 
 from experiments import config_check
+from experiments import engine as engine_lib
 from experiments import metrics as metrics_lib
 from experiments import models as models_lib
 from experiments import optimizers
@@ -104,7 +106,7 @@ class _Setup:
 
   def __init__(self, config):
     gc = config.gradcount
-    base = train.build(config)
+    base = engine_lib.build(config)
     self.layers = models_lib.layer_list(base.model, base.dataset.input_shape)
     self.removable = removable_layers(self.layers,
                                       tuple(gc.get("filter_exclude", ())))
@@ -120,7 +122,7 @@ class _Setup:
                                           mask=state.mask)
       return state.replace(opt_state=tx.init(state.params), mask=mask)
 
-    self.engine = train.Engine(config, train.Run(
+    self.engine = engine_lib.Engine(config, engine_lib.Run(
         base.dataset, base.model, tx, init_state))
 
 
@@ -298,12 +300,14 @@ def run(config, workdir: str) -> dict:
     print(f"gradcount driver: method {gc.method}, target sparsity "
           f"{target:.4f}, {len(events)} events, filter-removable layers: "
           f"{len(setup.removable)}", flush=True)
-  state = train.train_phase(
+  event_fn = make_event_fn(config, setup, target, workdir)
+  state = engine_lib.train_phase(
       engine, workdir, lambda: engine.init(jax.random.PRNGKey(config.seed)),
-      end_step=config.num_steps, data_seed=config.seed, prune_at=events,
-      event_fn=make_event_fn(config, setup, target, workdir),
+      end_step=config.num_steps, data_seed=config.seed,
+      events={step: functools.partial(event_fn, ev=ev)
+              for step, ev in events.items()},
       checkpoint_start=False, label=f"gradcount[{gc.method}]")
-  test = train.evaluate_test(engine, workdir, state)
+  test = engine_lib.evaluate_test(engine, workdir, state)
   summary = train.base_summary(config, engine.dataset, state, test)
   if engine.task == "segmentation":
     summary.update(train.segmentation_summary(engine, state, test))

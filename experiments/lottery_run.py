@@ -1,7 +1,7 @@
 """The lottery-ticket driver: IMP levels, controls and instability as phases.
 
 `run(config, workdir)` is what `launch.train` calls for a config with a
-`lottery` section. A Python loop over jitted phases (`train.train_phase`),
+`lottery` section. A Python loop over jitted phases (`engine.train_phase`),
 each a sub-workdir with its own checkpoints and metrics:
 
     WORKDIR/config.json            the trunk's config
@@ -38,9 +38,9 @@ import jax.numpy as jnp
 
 from experiments import checkpointing
 from experiments import config_check
+from experiments import engine as engine_lib
 from experiments import lottery_report
 from experiments import runs
-from experiments import train
 import lottery
 import sparsity
 
@@ -89,7 +89,7 @@ class _Driver:
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
     self.lcfg = config.lottery
-    self.engine = train.Engine(config)
+    self.engine = engine_lib.Engine(config)
     self._txs: dict = {}
     self._init_state = None
     self._rewind_state = None
@@ -110,15 +110,15 @@ class _Driver:
       return self.engine.run.tx
     if mode not in self._txs:
       if mode == "lr_rewind":
-        self._txs[mode] = train.make_tx(
+        self._txs[mode] = engine_lib.make_tx(
             self.config, step_offset=int(self.lcfg.rewind_step))
       else:
-        self._txs[mode] = train.make_tx(
+        self._txs[mode] = engine_lib.make_tx(
             self.config, constant_lr=float(self.lcfg.finetune_lr))
     return self._txs[mode]
 
   # -- states kept for the whole run --------------------------------------
-  def init_state(self) -> train.TrainState:
+  def init_state(self) -> engine_lib.TrainState:
     """theta_0 (and its rng, batch stats): `init/` checkpoint, made once."""
     if self._init_state is None:
       mngr, restored = self.engine.restore(
@@ -135,14 +135,16 @@ class _Driver:
   def _rewind_mngr(self):
     return self.engine.restore(os.path.join(self.workdir, "rewind"), keep=1)
 
-  def save_rewind(self, state) -> None:
+  def save_rewind(self, state):
+    """Saves theta_k (once) and returns `state` unchanged (an event)."""
     mngr, restored = self._rewind_mngr()
     if restored is None:
       checkpointing.save(mngr, int(state.step), state,
                          {"data_position": int(state.step),
                           "phase": "rewind"})
+    return state
 
-  def rewind_state(self) -> train.TrainState:
+  def rewind_state(self) -> engine_lib.TrainState:
     if self._rewind_state is None:
       _, restored = self._rewind_mngr()
       if restored is None:
@@ -153,7 +155,7 @@ class _Driver:
       self._rewind_state = restored[0]
     return self._rewind_state
 
-  def final_state(self, level: int) -> train.TrainState:
+  def final_state(self, level: int) -> engine_lib.TrainState:
     _, restored = self.engine.restore(level_dir(self.workdir, level))
     if restored is None:
       raise FileNotFoundError(f"no checkpoint in {level_dir(self.workdir, level)}")
@@ -175,7 +177,7 @@ class _Driver:
                               **self.prune_kwargs)
 
   def start_state(self, level: int, mask=None,
-                  params_from=None) -> train.TrainState:
+                  params_from=None) -> engine_lib.TrainState:
     """The reset state of level `level` (optionally with another mask, or
     other weights to mask: the controls).
 
@@ -209,22 +211,23 @@ class _Driver:
       source, opt_state = init, None
     if opt_state is None:
       opt_state = tx.init(params)
-    return train.TrainState(step=jnp.asarray(t0, jnp.int32), params=params,
+    return engine_lib.TrainState(step=jnp.asarray(t0, jnp.int32), params=params,
                             batch_stats=source.batch_stats,
                             opt_state=opt_state, mask=mask, rng=init.rng)
 
   # -- phases --------------------------------------------------------------
   def train(self, phase_dir: str, start, level: int, data_seed: int,
             label: str, eval_splits=("validation", "test")):
-    hooks = {}
+    events = {}
     k = int(self.lcfg.rewind_step)
     if level == 0 and k > 0 and phase_dir == level_dir(self.workdir, 0):
-      hooks[k] = self.save_rewind
+      # Saved on the way, not a phase boundary (no checkpoint at k).
+      events[k] = engine_lib.Event(self.save_rewind, checkpoint=False)
     mode = self.lcfg.reset if level > 0 else "init"
-    return train.train_phase(
+    return engine_lib.train_phase(
         self.engine, phase_dir, start, end_step=self.config.num_steps,
         data_seed=data_seed, tx=self.tx(mode), eval_splits=eval_splits,
-        hooks=hooks, label=label)
+        events=events, label=label)
 
   def result(self, phase_dir: str, state, level: int, data_seed: int,
              **extra) -> dict:
@@ -434,7 +437,7 @@ def deployable(config, workdir: str, level: int | None = None):
   if result is None:
     raise FileNotFoundError(f"{d} has no result.json: level {level} is "
                             "unfinished")
-  return drivers.Deployable(config, train.load_state(config, d), {
+  return drivers.Deployable(config, engine_lib.load_state(config, d), {
       "result": f"level {level}", "level": level,
       "test_accuracy": result["test_accuracy"]})
 

@@ -4,7 +4,7 @@
 `mainsub` section (`sub_steps`, `finetune_steps`, `alpha`, `penalty` count
 | l0, `sub_optimizer` adam | sgd, `sub_lr`, `gate_init`, `budget`,
 `finetune_lr`, `layers` (empty: every binary conv), `controls`). Every
-stage is a phase (`train.train_phase`) in its own directory, done when its
+stage is a phase (`engine.train_phase`) in its own directory, done when its
 `result.json` exists:
 
     WORKDIR/main/               the main binary network, trained dense for
@@ -61,12 +61,12 @@ import optax
 
 import binary
 from experiments import config_check
+from experiments import engine as engine_lib
 from experiments import models as models_lib
 from experiments import optimizers
 from experiments import runs
 from experiments import scratch
 from experiments import structured
-from experiments import train
 import sparsity
 
 
@@ -95,7 +95,7 @@ class _Driver:
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
     self.ms = config.mainsub
-    run0 = train.build(config)
+    run0 = engine_lib.build(config)
     self.model = run0.model
     self.tx_main = _main_tx(config)
     self.tx_ft = sparsity.masked(optimizers.make_optimizer(
@@ -106,8 +106,8 @@ class _Driver:
       s = run0.init_state(rng)
       return s.replace(opt_state=self.tx_main.init(s.params))
 
-    self.engine = train.Engine(
-        config, run=train.Run(run0.dataset, run0.model, self.tx_main,
+    self.engine = engine_lib.Engine(
+        config, run=engine_lib.Run(run0.dataset, run0.model, self.tx_main,
                               init_state))
     names = models_lib.binary_conv_names(self.model)
     chosen = list(self.ms.layers) or names
@@ -152,12 +152,12 @@ class _Driver:
       k_init, k_state = jax.random.split(rng)
       v = model.init(k_init, jnp.zeros((1, *ds.input_shape)), train=False)
       params = v["params"]
-      return train.TrainState(
+      return engine_lib.TrainState(
           step=jnp.zeros((), jnp.int32), params=params,
           batch_stats=v.get("batch_stats", {}), opt_state=tx.init(params),
           mask=sparsity.create_mask(params), rng=k_state)
 
-    return train.Engine(self.config, run=train.Run(ds, model, tx,
+    return engine_lib.Engine(self.config, run=engine_lib.Run(ds, model, tx,
                                                    init_state))
 
   def prev_state(self, i: int):
@@ -183,7 +183,7 @@ class _Driver:
                            opt_state=eng.run.tx.init(params), mask=mask,
                            rng=prev.rng)
 
-    state = train.train_phase(
+    state = engine_lib.train_phase(
         eng, d, start, end_step=int(self.ms.sub_steps),
         data_seed=self.config.seed, tx=eng.run.tx,
         eval_splits=("validation",),
@@ -225,7 +225,7 @@ class _Driver:
       s = self.final_state(self.sub_dir(i), self.sub_engine(name))
       return self.apply_keeps(s, {name: np.asarray(sub["keep"], bool)})
 
-    state = train.train_phase(
+    state = engine_lib.train_phase(
         self.engine, d, start, end_step=int(self.ms.finetune_steps),
         data_seed=self.config.seed, tx=self.tx_ft,
         eval_splits=("validation",),
@@ -261,7 +261,7 @@ class _Driver:
     keeps = self.control_keeps(name, subs)
     start = lambda: self.apply_keeps(self.final_state(self.d("main")), keeps)
     before = self.test(self.engine, self.engine.place(start()))
-    state = train.train_phase(
+    state = engine_lib.train_phase(
         self.engine, d, start,
         end_step=int(self.ms.finetune_steps) * len(subs),
         data_seed=self.config.seed, tx=self.tx_ft,
@@ -282,7 +282,7 @@ class _Driver:
     d = self.d("main")
     main = runs.read_result(d)
     if main is None:
-      state = train.train_phase(
+      state = engine_lib.train_phase(
           self.engine, d,
           lambda: self.engine.init(jax.random.PRNGKey(self.config.seed)),
           end_step=self.config.num_steps, data_seed=self.config.seed,

@@ -3,7 +3,7 @@
 `run(config, workdir)` is what `experiments.drivers.run` calls for a config
 with a `repr` section. With S1 = `repr.s1_steps`, S2 = `repr.s2_steps`,
 N = `repr.cycles` and T = `num_steps`, cycle c (t_c = c * (S1 + S2)) is two
-checkpointed phases (`train.train_phase`) on one `train.Engine`:
+checkpointed phases (`engine.train_phase`) on one `engine.Engine`:
 
     WORKDIR/cycle_CC/full/     steps t_c .. t_c + S1, the full network
     WORKDIR/cycle_CC/sparse/   steps .. t_c + S1 + S2, the dropped filters
@@ -34,6 +34,7 @@ import jax
 import numpy as np
 
 from experiments import config_check
+from experiments import engine as engine_lib
 from experiments import models as models_lib
 from experiments import optimizers
 from experiments import runs
@@ -47,7 +48,7 @@ class _Driver:
   def __init__(self, config, workdir: str):
     self.config, self.workdir = config, workdir
     self.rc = config.repr
-    base = train.build(config)
+    base = engine_lib.build(config)
     layers = models_lib.layer_list(base.model, base.dataset.input_shape)
     self.groups = sparsity.channel_groups(layers)
     self.convs = [e["name"] for e in layers if e["op"] == "conv"]
@@ -60,13 +61,13 @@ class _Driver:
         config, binary_include=models_lib.is_binary_kernel))
     tx, groups, convs = self.tx, self.groups, self.convs
 
-    def init_state(rng) -> train.TrainState:
+    def init_state(rng) -> engine_lib.TrainState:
       s = base.init_state(rng)
       return s.replace(opt_state=tx.init(s.params),
                        mask=_full_mask(s.params, convs, groups))
 
-    self.engine = train.Engine(
-        config, train.Run(base.dataset, base.model, self.tx, init_state))
+    self.engine = engine_lib.Engine(
+        config, engine_lib.Run(base.dataset, base.model, self.tx, init_state))
     self._reinit_cache: dict = {}
 
   # -- schedule -------------------------------------------------------------
@@ -81,11 +82,11 @@ class _Driver:
         jax.random.PRNGKey(self.config.seed), tag), cycle)
 
   def phase(self, phase_dir: str, start, end_step: int, label: str):
-    return train.train_phase(
+    return engine_lib.train_phase(
         self.engine, phase_dir, start, end_step=end_step,
         data_seed=self.config.seed, tx=self.tx, label=label)
 
-  def final_of(self, phase_dir: str) -> train.TrainState:
+  def final_of(self, phase_dir: str) -> engine_lib.TrainState:
     _, restored = self.engine.restore(phase_dir)
     if restored is None:
       raise FileNotFoundError(f"no checkpoint in {phase_dir}")
@@ -97,7 +98,7 @@ class _Driver:
                                   "validation")["accuracy"]
 
   # -- event functions (pure functions of checkpoints) ----------------------
-  def dropped_state(self, full: train.TrainState):
+  def dropped_state(self, full: engine_lib.TrainState):
     """The start of the sub-network phase: drop, mask, clear moments."""
     params = jax.device_get(full.params)
     scores = sparsity.repr_scores(params, self.ranked, self.rc.ranking)

@@ -27,8 +27,8 @@ from typing import Callable
 
 import jax
 
+from experiments import engine as engine_lib
 from experiments import structured
-from experiments import train
 import sparsity
 
 SCRATCH_SEED_TAG = 0x5C
@@ -53,7 +53,7 @@ def scaled_config(config, factor: float, num_steps: int):
   return c
 
 
-def _start(engine: train.Engine, seed: int, mask, tx):
+def _start(engine: engine_lib.Engine, seed: int, mask, tx):
   key = jax.random.fold_in(jax.random.PRNGKey(seed), SCRATCH_SEED_TAG)
   s = jax.device_get(engine.run.init_state(key))
   mask = jax.device_get(mask)
@@ -62,7 +62,7 @@ def _start(engine: train.Engine, seed: int, mask, tx):
   return engine.place(s.replace(params=params, mask=mask, opt_state=opt))
 
 
-def run_baselines(engine: train.Engine, workdir: str, *, mask, steps: int,
+def run_baselines(engine: engine_lib.Engine, workdir: str, *, mask, steps: int,
                   macs_fraction: float, make_tx: Callable,
                   max_factor: float = 0.0, tx_e=None) -> dict:
   """Trains Scratch-E and Scratch-B; returns their summary rows.
@@ -98,7 +98,7 @@ def run_baselines(engine: train.Engine, workdir: str, *, mask, steps: int,
     reuse = tx_e is not None and (name == "scratch_e"
                                   or config.lr_schedule == "constant")
     tx = tx_e if reuse else make_tx(cfg)
-    state = train.train_phase(
+    state = engine_lib.train_phase(
         engine, os.path.join(workdir, name),
         lambda tx=tx: _start(engine, config.seed, mask, tx), end_step=n,
         data_seed=config.seed, tx=tx,

@@ -6,24 +6,31 @@
 optimizer, and at ``toy.prune_at`` remove the ``toy.fraction`` smallest
 remaining weights of every layer (one event, a pure function of the state).
 """
+import functools
+
 import jax
 import sparsity
 
+from experiments import engine as engine_lib
 from experiments import runs
 from experiments import train
+
+
+def _prune(rate: float, state):
+  return sparsity.prune_layerwise(state.params, state.mask, rate)
 
 
 def run(config, workdir: str) -> dict:
   summary = runs.open_run(config, workdir, format_fn=train.format_result)
   if summary is not None:
     return summary
-  engine = train.Engine(config)
-  state = train.train_phase(
+  engine = engine_lib.Engine(config)
+  prune = engine_lib.mask_event(functools.partial(
+      _prune, float(config.toy.fraction)))
+  state = engine_lib.train_phase(
       engine, workdir, lambda: engine.init(jax.random.PRNGKey(config.seed)),
       end_step=config.num_steps, data_seed=config.seed,
-      prune_at={int(config.toy.prune_at): float(config.toy.fraction)},
-      prune_fn=lambda s, rate: sparsity.prune_layerwise(s.params, s.mask,
-                                                        rate))
+      events={int(config.toy.prune_at): prune})
   with jax.set_mesh(engine.mesh):
     test = engine.evaluate(state.params, state.batch_stats, "test")
   summary = train.base_summary(config, engine.dataset, state, test)

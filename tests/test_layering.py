@@ -122,7 +122,17 @@ def test_the_graph_sees_function_level_imports():
   graph = _graph()
   # launch.train imports the drivers inside main() (after absl parsing).
   assert "experiments.drivers" in graph["launch.train"]
-  assert "experiments.train" in graph["experiments.lottery_run"]
+  assert "experiments.engine" in graph["experiments.lottery_run"]
+
+
+def test_the_engine_imports_no_driver():
+  """The engine (`train_phase`, `Engine`) imports neither a driver (a
+  ``*_run`` module, ``scratch``, the registry) nor the plain run."""
+  drivers = {m for m in _modules() if m.startswith("experiments.") and (
+      m.endswith("_run") or m in ("experiments.train", "experiments.scratch",
+                                  "experiments.drivers"))}
+  bad = sorted(_graph()["experiments.engine"] & drivers)
+  assert not bad, bad
 
 
 def test_a_cycle_is_found():
