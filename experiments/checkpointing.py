@@ -18,7 +18,9 @@ def manager(workdir: str, keep: int = 2) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       max_to_keep=keep, enable_async_checkpointing=False, create=True,
       cleanup_tmp_directories=True)
-  return ocp.CheckpointManager(f"{workdir}/checkpoints", options=options)
+  root = os.path.join(os.path.abspath(os.path.expanduser(workdir)),
+                      "checkpoints")  # orbax refuses relative paths
+  return ocp.CheckpointManager(root, options=options)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
@@ -28,7 +30,12 @@ def save(mngr: ocp.CheckpointManager, step: int, state, meta: dict) -> None:
   mngr.wait_until_finished()
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
+class UnreadableCheckpoint(ValueError):
+  """The newest checkpoint of a finished result cannot be read."""
+
+
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *,
+                   set_aside: bool = True):
   """(state, meta) of the newest readable checkpoint, or None if none.
 
   `abstract_state` is a pytree of `jax.ShapeDtypeStruct` with shardings (from
@@ -39,6 +46,11 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
   ``<workdir>/checkpoints.set_aside/<step>`` with a one-line warning, and
   the next older one is tried. No state of the directory can block a
   re-run forever: with every checkpoint set aside the run starts afresh.
+
+  ``set_aside=False`` (readers of a finished result: export, ``init_from``)
+  moves nothing: an unreadable newest checkpoint raises
+  :class:`UnreadableCheckpoint` (one line), since an older one is not the
+  result the run reported.
   """
   for step in sorted(mngr.all_steps(), reverse=True):
     try:
@@ -49,6 +61,11 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
         raise ValueError("missing item")
       return restored.state, restored.meta
     except Exception as e:  # pylint: disable=broad-except
+      if not set_aside:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise UnreadableCheckpoint(
+            f"checkpoint {step} in {os.fspath(mngr.directory)} is unreadable "
+            f"({type(e).__name__}: {reason})") from None
       _set_aside(mngr, step, e)
   return None
 

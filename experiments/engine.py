@@ -226,16 +226,24 @@ def build(config) -> Run:
   except (TypeError, ValueError) as e:
     raise config_check.ConfigError(
         f"config.dataset_kwargs {kwargs}: {e}") from e
+  config_check.validate_data(config, ds)  # before anything is written
   model_kwargs = config.model_kwargs.to_dict()
   if "binarize" in config:
     model_kwargs["binarize"] = bool(config.binarize)
-  model = models_lib.get_model(config.model, ds.num_classes, **model_kwargs)
+  try:
+    model = models_lib.get_model(config.model, ds.num_classes,
+                                 **model_kwargs)
+  except (TypeError, ValueError) as e:
+    raise config_check.model_error(config, e) from e
   tx = make_tx(config)
 
   def init_state(rng) -> TrainState:
     init_rng, state_rng = jax.random.split(rng)
     dummy = jnp.zeros((1, *ds.input_shape), jnp.float32)
-    variables = model.init(init_rng, dummy, train=False)
+    try:  # bad model settings (a negative width, a wrong type) fail here
+      variables = model.init(init_rng, dummy, train=False)
+    except (TypeError, ValueError) as e:
+      raise config_check.model_error(config, e) from e
     params = variables["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get("batch_stats", {}),
@@ -249,6 +257,8 @@ def load_state(config, workdir: str) -> TrainState:
   """The newest checkpointed TrainState of a run (on the default device).
 
   For a lottery run, `workdir` is a level's directory (`RUN/level_NN`).
+  A reader: an unreadable newest checkpoint raises
+  ``checkpointing.UnreadableCheckpoint`` (nothing is moved).
   """
   run = build(config)
   abstract = jax.eval_shape(run.init_state, jax.random.PRNGKey(config.seed))
@@ -256,7 +266,8 @@ def load_state(config, workdir: str) -> TrainState:
   restored = checkpointing.restore_latest(
       checkpointing.manager(workdir),
       checkpointing.abstract_like(abstract,
-                                  jax.tree.map(lambda _: sharding, abstract)))
+                                  jax.tree.map(lambda _: sharding, abstract)),
+      set_aside=False)
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}")
   return restored[0]
@@ -445,8 +456,11 @@ class Engine:
     self.abstract = jax.eval_shape(self.run.init_state,
                                    jax.random.PRNGKey(config.seed))
     self.shardings = jax.tree.map(lambda _: self.replicated, self.abstract)
-    self.eval_bs = -(-config.eval_batch_size // jax.device_count()) * (
-        jax.device_count())
+    # Evaluation pads each batch to eval_bs rows; more rows than the
+    # largest split holds would only cost memory (robustness case 8).
+    largest = max(len(s) for s in self.dataset.splits.values())
+    self.eval_bs = -(-min(config.eval_batch_size, largest)
+                     // jax.device_count()) * jax.device_count()
     self._train_steps: dict = {}
     self.task = getattr(self.dataset, "task", "classification")
     self.eval_metrics = tuple(

@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 
 from experiments import drivers
+from experiments import locks
 from experiments import models
 from experiments import train
 import sparsity
@@ -156,6 +157,7 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
     ExportError: a pruned weight is not exactly 0, or the layer list cannot
       be encoded.
   """
+  workdir = locks.absolute(workdir)  # orbax needs an absolute path
   _check_out(out, overwrite)
   config = load_config(workdir)
   if allow_unfinished and not os.path.exists(
