@@ -21,7 +21,10 @@ schedule that restarts at 0 (the official code resets the LR per member).
 Independent bagging trains all members together: `jax.vmap` of the
 trainer's own step over the stacked state and a stacked batch (member k's
 batch comes from its bootstrap sample); with at least K devices the
-vmapped step runs under `jax.shard_map`, one member per device. Sequential
+vmapped step runs under `jax.shard_map`, one member per device. That step
+runs in the engine's own loop (``engine.train_phase`` on a stacked
+engine: the same non-finite check, logging and checkpoint cadence as a
+member's phase, no evaluation). Sequential
 members start from the previous member's weights and BatchNorm statistics
 (fresh optimizer state); independent ones from their own initialisation
 (key `fold_in(PRNGKey(seed), k)`). Boosting is sequential by nature (member
@@ -54,7 +57,6 @@ import binary
 from experiments import checkpointing
 from experiments import data as data_lib
 from experiments import engine as engine_lib
-from experiments import metrics as metrics_lib
 from experiments import runs
 
 
@@ -249,63 +251,16 @@ class _Driver:
     done = runs.read_result(d)
     if done is not None:
       return done["members"]
-    config, k = self.config, self.k
-    jstep, init, keys, abstract, shardings, sharding = self._stacked_setup()
-    mngr = checkpointing.manager(d, keep=config.keep_checkpoints)
-    restored = checkpointing.restore_latest(
-        mngr, checkpointing.abstract_like(abstract, shardings))
-    if restored is None:
-      state = init(keys)
-      checkpointing.save(mngr, 0, state, {"data_position": 0,
-                                          "phase": "stacked"})
-    else:
-      state = restored[0]
-    step = int(np.asarray(state.step)[0])
-    sources = [self.source(i) for i in range(k)]
-    seeds = [member_seed(config.seed, i, 1) for i in range(k)]
-    writer = metrics_lib.MetricWriter(d, resume_step=step)
-    progress = metrics_lib.Progress(step, config.num_steps)
-    if runs.is_main():
-      where = (f", shard_map over {k} devices"
-               if isinstance(sharding, NamedSharding) else "")
-      print(f"BENN: {k} bagging members trained together (vmap{where}), "
-            f"steps {step}..{config.num_steps}", flush=True)
-    pending = []
-    while step < config.num_steps:
-      batches = [data_lib.train_batch(src, step,
-                                      batch_size=config.batch_size, seed=s)
-                 for src, s in zip(sources, seeds)]
-      batch = {key: np.stack([b[key] for b in batches])
-               for key in batches[0]}
-      state, m = jstep(state, batch)
-      pending.append(m)
-      step += 1
-      if step % config.log_every == 0 or step == config.num_steps:
-        vals = jax.device_get(pending)
-        losses = np.asarray([v["loss"] for v in vals])
-        if not np.isfinite(losses).all():
-          raise engine_lib.NonFiniteLossError(
-              f"non-finite training loss in steps {step - len(vals) + 1}.."
-              f"{step} of the stacked members; the last good checkpoint is "
-              f"step {mngr.latest_step()}")
-        rate, eta = progress.update(step)
-        writer.write(step, {
-            "train_loss": float(losses.mean()),
-            "train_accuracy": float(np.mean([v["accuracy"] for v in vals])),
-            "steps_per_sec": rate})
-        if runs.is_main():
-          print(progress.line(step, float(losses.mean()), rate, eta),
-                flush=True)
-        pending = []
-      if step % config.checkpoint_every == 0 or step == config.num_steps:
-        checkpointing.save(mngr, step, state, {"data_position": step,
-                                               "phase": "stacked"})
-    writer.close()
+    eng = _StackedEngine(self)
+    state = engine_lib.train_phase(
+        eng, d, eng.init, end_step=self.config.num_steps, data_seed=0,
+        eval_splits=(), label="BENN stacked")
+    step = engine_lib.step_of(state)
     test = self.scores(state.params, state.batch_stats, "test", stacked=True)
     labels = self.labels("test")
     members = [{"member": i, "alpha": 1.0, "end_step": step,
                 "test_accuracy": float(np.mean(test[i].argmax(-1) == labels))}
-               for i in range(k)]
+               for i in range(self.k)]
     _save_npy(os.path.join(d, "scores_test.npy"), test.astype(np.float32))
     runs.write_result(d, {"members": members})
     return members
@@ -347,6 +302,61 @@ class _Driver:
         "num_classes": self.engine.dataset.num_classes,
         "devices": jax.device_count(),
     }
+
+
+class _StackedEngine:
+  """The K independent bagging members as one engine of
+  ``engine.train_phase``: the vmapped step over the stacked TrainState
+  (leading axis K, `shard_map` over the members with K devices) and the
+  stacked batch (member k's from its bootstrap sample and its data seed).
+  No evaluation and no per-log-step plug-ins: a row is the members' mean
+  loss and accuracy."""
+
+  train_metrics = ()
+
+  def __init__(self, driver: _Driver):
+    self.config, k = driver.config, driver.k
+    (self._step, self._init, self._keys, self.abstract, self.shardings,
+     sharding) = driver._stacked_setup()  # pylint: disable=protected-access
+    self._sharded = isinstance(sharding, NamedSharding)
+    self.mesh = (sharding.mesh if self._sharded
+                 else Mesh(np.asarray(jax.devices()[:1]), ("member",)))
+    self._k = k
+    self._sources = [driver.source(i) for i in range(k)]
+    self._seeds = [member_seed(self.config.seed, i, 1) for i in range(k)]
+
+  def init(self):
+    return self._init(self._keys)
+
+  def place(self, state):
+    return state  # `init`'s fresh output, placed on the members' devices
+
+  def restore(self, workdir: str):
+    mngr = checkpointing.manager(workdir, keep=self.config.keep_checkpoints)
+    return mngr, checkpointing.restore_latest(
+        mngr, checkpointing.abstract_like(self.abstract, self.shardings))
+
+  def train_step(self, tx=None):
+    del tx  # unused: the run's optimizer, vmapped
+    return self._step
+
+  def train_batch(self, step: int, data_seed: int):
+    del data_seed  # unused: each member has its own
+    batches = [data_lib.train_batch(src, step,
+                                    batch_size=self.config.batch_size, seed=s)
+               for src, s in zip(self._sources, self._seeds)]
+    return {key: np.stack([b[key] for b in batches]) for key in batches[0]}
+
+  def checkpoint_meta(self, step: int, phase: str, label: str,
+                      data_seed: int) -> dict:
+    del phase, label, data_seed  # unused
+    return {"data_position": step, "phase": "stacked"}
+
+  def header(self, label: str, state, step: int, end_step: int) -> str:
+    del label, state  # unused
+    where = f", shard_map over {self._k} devices" if self._sharded else ""
+    return (f"BENN: {self._k} bagging members trained together (vmap"
+            f"{where}), steps {step}..{end_step}")
 
 
 # -------------------------------------------------------------- result ----
