@@ -114,7 +114,7 @@ def model_summary(layers: Sequence[dict[str, Any]], variables: Any,
 
   Args:
     layers: a layer list (``list[dict]``, see
-      ``experiments/models/_layers.py``); ``dense``/``conv`` entries may
+      ``experiments/export/_spec.py``); ``dense``/``conv`` entries may
       carry ``"kernel_quantizer"`` and ``"input_quantizer"``.
     variables: the variables its ``"params"`` paths index
       (``{"params": ..., "batch_stats": ...}``); arrays or anything with a

@@ -1,6 +1,6 @@
 """Test-only NumPy interpreter of the layer list (no JAX import).
 
-Follows the format in ``experiments/models/_layers.py`` literally, computing
+Follows the format in ``experiments/export/_spec.py`` literally, computing
 in float64, and checks every entry's ``"shape"`` and ``"inputs"`` as it goes.
 It exists to prove that the layer lists are right; the real CPU evaluator
 lives with the export code.

@@ -17,6 +17,7 @@ from experiments import train
 from experiments.configs import fbs_digits
 from experiments.export import _gating
 from experiments.export import _ops
+from experiments.export import _spec
 from launch import evaluate
 from sparsity import _fbs
 from tests import _layer_list_ref as ref
@@ -45,7 +46,7 @@ def test_wta_matches_jax_with_many_ties():
 def test_wta_count_matches_sparsity():
   for c in (1, 3, 10, 64, 192):
     for d in (0.01, 0.1, 0.25, 0.5, 0.7, 0.75, 1.0):
-      assert _ops.wta_count(d, c) == _fbs.wta_count(d, c), (d, c)
+      assert _spec.wta_count(d, c) == _fbs.wta_count(d, c), (d, c)
 
 
 # ------------------------------------------------------ FBS digits model --

@@ -6,6 +6,10 @@
 A BENN run exported without ``--member`` is an ensemble: member files and
 a JSON file with their vote weights (``_ensemble.py``, :class:`Ensemble`).
 
+The layer-list spec (``_spec.py``: the ops, their attributes and arity,
+the quantizer names, the activation kinds, :data:`ZERO_PRESERVING`) lives
+here; the model zoo records its lists against it.
+
 Everything imported here is NumPy (+ numba, SciPy when present) only: the
 evaluator runs where JAX is not installed.  The JAX-side glue that reads a
 run's workdir is :func:`export_run` (imported lazily).  File format:
@@ -40,12 +44,24 @@ from experiments.export._format import read
 from experiments.export._format import write
 from experiments.export._kernels import numba_available
 from experiments.export._linear import SPARSE_MAX_DENSITY
-from experiments.export._ops import ZERO_PRESERVING
+from experiments.export._spec import ACTIVATION_KINDS
+from experiments.export._spec import ARITY
+from experiments.export._spec import ATTRIBUTES
+from experiments.export._spec import INPUT_QUANTIZERS
+from experiments.export._spec import KERNEL_QUANTIZERS
+from experiments.export._spec import LAYER_OPS
+from experiments.export._spec import RESERVED_KEYS
+from experiments.export._spec import SpecError
+from experiments.export._spec import ZERO_PRESERVING
+from experiments.export._spec import check_entry
 
 __all__ = [
     "ENSEMBLE_FORMAT", "Ensemble", "ExportError", "FormatError", "Model",
     "SPARSE_MAX_DENSITY", "VERSION",
-    "ZERO_PRESERVING",
+    # the layer-list spec (_spec.py)
+    "ACTIVATION_KINDS", "ARITY", "ATTRIBUTES", "INPUT_QUANTIZERS",
+    "KERNEL_QUANTIZERS", "LAYER_OPS", "RESERVED_KEYS", "SpecError",
+    "ZERO_PRESERVING", "check_entry",
     "VERSIONS", "check_pruned_zero", "encode", "export_run",
     "foldable_batchnorms", "is_ensemble_file",
     "numba_available", "read", "sign_read_batchnorms", "write",

@@ -50,24 +50,15 @@ from experiments.export import _kernels
 from experiments.export import _linear
 from experiments.export import _ops
 from experiments.export import _pack
+from experiments.export import _spec
 from experiments.export._format import FormatError
 
-OPS = ("dense", "conv", "batchnorm", "activation", "sign", "pool", "flatten",
-       "add", "concat", "upsample", "gate", "wta")
-_KEYS = ("name", "op", "inputs", "params", "shape")
-_KERNEL_QUANTIZERS = (None, "sign", "magnitude_aware_sign")
-_INPUT_QUANTIZERS = (None, "sign", "heaviside")
 F32 = np.float32
 
 
 def _ints(v, n=None) -> bool:
   return isinstance(v, list) and (n is None or len(v) == n) and all(
       isinstance(d, int) and not isinstance(d, bool) for d in v)
-
-
-def _pairs(v) -> bool:
-  return isinstance(v, list) and len(v) == 2 and all(
-      _ints(p, 2) and min(p) >= 0 for p in v)
 
 
 class _Layer:
@@ -83,52 +74,12 @@ class _Layer:
     self.shape = tuple(entry["shape"])
 
 
-def _check_attrs(e: dict) -> None:
-  name, op = e["name"], e["op"]
-  bad = lambda what: FormatError(f"layer {name!r} ({op}): bad {what}")
-  for attr, allowed in (("kernel_quantizer", _KERNEL_QUANTIZERS),
-                        ("input_quantizer", _INPUT_QUANTIZERS)):
-    if attr in e and (op not in ("dense", "conv") or e[attr] not in allowed):
-      raise FormatError(f"layer {name!r} ({op}): unknown {attr} "
-                        f"{e[attr]!r}")
-  if op == "conv":
-    if not (_ints(e.get("kernel_size"), 2) and _ints(e.get("strides"), 2)
-            and min(e["strides"]) > 0 and _pairs(e.get("padding"))):
-      raise bad("kernel_size/strides/padding")
-  elif op == "batchnorm":
-    if not isinstance(e.get("epsilon"), (int, float)) or e["epsilon"] < 0:
-      raise bad("epsilon")
-  elif op == "activation":
-    if e.get("kind") not in _ops.ACTIVATIONS:
-      raise FormatError(f"layer {name!r}: unknown activation "
-                        f"{e.get('kind')!r}")
-  elif op == "pool":
-    if e.get("kind") not in ("max", "avg") or not isinstance(
-        e.get("global"), bool):
-      raise bad("kind/global")
-    if not e["global"] and not (
-        _ints(e.get("window"), 2) and _ints(e.get("strides"), 2) and
-        min(e["window"] + e["strides"]) > 0 and _pairs(e.get("padding")) and
-        (e["kind"] == "max" or isinstance(e.get("count_include_pad"), bool))):
-      raise bad("window/strides/padding")
-  elif op == "concat":
-    if not isinstance(e.get("axis"), int) or e["axis"] >= 0:
-      raise bad("axis")
-  elif op == "upsample":
-    if e.get("method") != "nearest" or not _ints(e.get("scale"), 2) or min(
-        e["scale"]) < 1:
-      raise bad("method/scale")
-  elif op == "wta":
-    k, d = e.get("k"), e.get("density")
-    c = e["shape"][-1] if e["shape"] else 0
-    if not isinstance(d, (int, float)) or isinstance(d, bool) or not (
-        0 < d <= 1):
-      raise bad(f"density {d!r} (must be in (0, 1])")
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= c:
-      raise bad(f"k {k!r} (must be in [1, {c}])")
-    if k != _ops.wta_count(d, c):
-      raise bad(f"k {k} (density {d} of {c} channels gives "
-                f"{_ops.wta_count(d, c)})")
+def _check(check: Callable, e: dict, **kwargs) -> None:
+  """A check of the layer-list spec, its SpecError as a FormatError."""
+  try:
+    check(e, **kwargs)
+  except _spec.SpecError as err:
+    raise FormatError(str(err)) from None
 
 
 def _threshold_batchnorm(e, t, version):
@@ -224,9 +175,6 @@ def _simple(e) -> Callable:
       return x * g[:, None, None, :]
     return gate
   raise AssertionError(op)
-
-
-_ARITY = {"add": (2, None), "concat": (1, None), "gate": (2, 2)}
 
 
 class Model:
@@ -342,23 +290,20 @@ class Model:
     return cls(header, tensors, **kwargs)
 
   def _build(self, e, tensors, shapes, sparse_max_density) -> _Layer:
-    if not isinstance(e, dict) or any(k not in e for k in _KEYS):
+    keys = _spec.RESERVED_KEYS
+    if not isinstance(e, dict) or any(k not in e for k in keys):
       name = e.get("name") if isinstance(e, dict) else None
-      raise FormatError(f"layer {name!r}: entry lacks one of {_KEYS}")
+      raise FormatError(f"layer {name!r}: entry lacks one of {keys}")
     name, op = e["name"], e["op"]
     if not isinstance(name, str) or name in shapes:
       raise FormatError(f"layer {name!r}: duplicate or reserved name")
-    if op not in OPS:
-      raise FormatError(f"layer {name!r}: unknown op {op!r}")
+    _check(_spec.check_op, e)
     ins = e["inputs"]
     if not isinstance(ins, list) or not ins or any(
         not isinstance(i, str) or i not in shapes for i in ins):
       raise FormatError(f"layer {name!r}: inputs {ins!r} are not earlier "
                         "layers")
-    lo, hi = _ARITY.get(op, (1, 1))
-    if len(ins) < lo or (hi is not None and len(ins) > hi):
-      raise FormatError(f"layer {name!r}: {op} takes {lo}..{hi or 'n'} "
-                        f"inputs, got {len(ins)}")
+    _check(_spec.check_arity, e)
     if not _ints(e["shape"]) or min(e["shape"], default=1) < 1:
       raise FormatError(f"layer {name!r}: bad shape {e['shape']!r}")
     params = e["params"]
@@ -375,7 +320,8 @@ class Model:
         bad = "NaN" if np.any(np.isnan(arr)) else "inf"
         raise FormatError(f"layer {name!r}: {bad} in {role!r} (tensor "
                           f"{tname!r})")
-    _check_attrs(e)
+    # Lenient: a key that no op has is ignored, as it always was.
+    _check(_spec.check_attributes, e, strict=False)
     in_shape = shapes[ins[0]]
     if op in ("dense", "conv"):
       _linear.check_shapes(e, tensors, in_shape)

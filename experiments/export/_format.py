@@ -19,7 +19,7 @@ reads JSON and raw little-endian arrays only: no pickle, no code execution.
 
 Header JSON keys: ``"format": "sbn"``, ``"version"``, ``"input_shape"``
 (per example, no batch axis), ``"layers"`` (the layer list of
-``experiments/models/_layers.py`` whose ``"params"`` map role -> *tensor
+``_spec.py`` whose ``"params"`` map role -> *tensor
 name*, plus a ``"storage"`` dict on dense/conv entries, see
 ``_encode.py``), ``"tensors"`` (name -> ``{"dtype", "shape", "offset",
 "nbytes"}``, dtype one of :data:`DTYPES`, offset relative to the data

@@ -61,7 +61,7 @@ import numpy as np
 
 from experiments.export import _kernels
 from experiments.export import _ops
-from experiments.export._ops import ZERO_PRESERVING
+from experiments.export._spec import ZERO_PRESERVING
 
 F32 = np.float32
 # Per-channel ops through which the gate reaches back to the conv.

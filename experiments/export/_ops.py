@@ -1,15 +1,16 @@
 r"""Float32 NumPy implementations of the parameter-free ops and BatchNorm.
 
-Formulas are those of ``experiments/models/_layers.py``; BatchNorm follows
+Formulas are those of the layer-list spec (``_spec.py``); BatchNorm follows
 Flax's order of operations, :math:`y = (x - \mu)\,(\mathrm{rsqrt}(\sigma^2
 + \epsilon)\,\gamma) + \beta`, so float layers agree with JAX to float32
 rounding.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
+
+from experiments.export._spec import ACTIVATION_KINDS
+from experiments.export._spec import INPUT_QUANTIZERS as _QUANTIZER_NAMES
 
 F32 = np.float32
 
@@ -30,10 +31,8 @@ ACTIVATIONS = {
 }
 
 
-# Activations with f(0) = 0: an all-zero channel stays all zero. The
-# evaluator's gating, the FBS MAC accounting and the structured MACs use
-# this list (the layer-list spec lives in this package).
-ZERO_PRESERVING = ("relu", "relu6", "tanh", "hard_tanh", "hard_swish", "abs")
+if tuple(ACTIVATIONS) != ACTIVATION_KINDS:  # one entry per kind of the spec
+  raise AssertionError(f"{sorted(ACTIVATIONS)} != {sorted(ACTIVATION_KINDS)}")
 
 
 def wta(g, k):
@@ -50,13 +49,6 @@ def wta(g, k):
   return np.where(keep, g, F32(0))
 
 
-def wta_count(density, channels):
-  """k = ceil(density * channels) (rounded to 9 decimals first), clipped to
-  [1, channels]: ``sparsity.wta_count`` without JAX."""
-  k = math.ceil(round(density * channels, 9))
-  return int(min(max(k, 1), channels))
-
-
 def sign(x):
   """+1 where x >= 0 else -1 (sign(0) = +1)."""
   return np.where(x >= 0, F32(1), F32(-1))
@@ -68,6 +60,8 @@ def heaviside(x):
 
 
 INPUT_QUANTIZERS = {None: None, "sign": sign, "heaviside": heaviside}
+if tuple(INPUT_QUANTIZERS) != _QUANTIZER_NAMES:
+  raise AssertionError(f"{INPUT_QUANTIZERS} != {_QUANTIZER_NAMES}")
 
 
 def batchnorm_affine(mean, var, scale, bias, epsilon):

@@ -8,8 +8,8 @@ named ``kernel``.
 
 ``get_model(name, num_classes, **kwargs)`` builds a model by name;
 ``layer_list(model, input_shape)`` describes it in the op set documented in
-``experiments/models/_layers.py`` (the export / reference-evaluator
-contract).
+``experiments/export/_spec.py`` (the export / reference-evaluator
+contract; recorded by ``_layers.py``).
 """
 from __future__ import annotations
 

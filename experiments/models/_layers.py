@@ -1,7 +1,8 @@
 """The layer list: a model described as a list of layers from a small op set.
 
-This docstring is the contract between the model zoo, the export tool
-(``launch.export``) and the NumPy-only CPU reference evaluator.
+The list is the contract between the model zoo, the export tool
+(``launch.export``) and the NumPy-only CPU reference evaluator; its spec
+lives with the evaluator (``experiments/export/_spec.py``).
 
 How the list is made (why it cannot drift from ``__call__``)
 -------------------------------------------------------------
@@ -27,108 +28,12 @@ with :func:`record`, the primitive all helpers use.
 
 Format
 ------
-``layer_list(model, input_shape)`` returns ``list[dict]``; every value is
-JSON-serialisable (str, int, float, bool, list, dict).  ``input_shape`` and
-every ``"shape"`` are per-example shapes **without** the batch axis; the
-evaluator runs on a batch ``(N, *input_shape)`` and every op acts on axis 0 as
-the batch axis.  Images are NHWC.
-
-Keys of every entry:
-
-``"name"``    str, unique in the list.  Ops with parameters are named by
-              their Flax module path joined with ``"/"`` (e.g.
-              ``"BasicBlock_3/Conv_0"``; a module applied twice gets
-              ``"<path>_call1"``...); the others ``"<op or kind>_<k>"``
-              (``"relu_4"``, ``"add_0"``).  ``"input"`` is reserved.
-``"op"``      one of the ops below.
-``"inputs"``  list of names of *earlier* entries, or ``"input"`` for the
-              model input.  Always explicit (never an implied "previous
-              layer"), in the order given below for each op.
-``"params"``  dict role -> path, a path being the list of keys into the
-              variables dict (``{"params": ..., "batch_stats": ...}``) that
-              ``model.init`` returns, e.g.
-              ``{"kernel": ["params", "Conv_0", "kernel"]}``.  ``{}`` when
-              the op has none.  Roles not listed are absent (e.g. no
-              ``"bias"`` for a conv with ``use_bias=False``).
-``"shape"``   list[int], the output shape without the batch axis.
-
-The last entry is the model output (the logits).  Entries whose output no
-later entry uses are allowed only as the last entry.
-
-Ops (attributes in addition to the keys above; x is the first input):
-
-``dense``      y = x @ kernel + bias over the last axis of x.
-               params: kernel (D_in, D_out), optional bias (D_out,).
-``conv``       2-D cross-correlation of NHWC x with kernel
-               (KH, KW, C_in / G, C_out) (Flax HWIO layout), zero padding.
-               attrs: ``kernel_size`` [KH, KW]; ``strides`` [SH, SW];
-               ``padding`` [[top, bottom], [left, right]] (explicit pairs,
-               'SAME' already resolved); ``feature_group_count`` G (C_in for
-               depthwise; output channel o uses input group o // (C_out/G)).
-               params: kernel, optional bias (C_out,).
-``batchnorm``  inference batch norm over the last axis:
-               y = (x - mean) / sqrt(var + epsilon) * scale + bias.
-               attrs: ``epsilon``.  params: mean, var (from
-               ``batch_stats``), optional scale and bias (from ``params``;
-               absent means 1 and 0).
-``activation`` attrs: ``kind``, one of
-               relu       max(x, 0)
-               relu6      min(max(x, 0), 6)
-               sigmoid    1 / (1 + exp(-x))
-               tanh       tanh(x)
-               hard_sigmoid  relu6(x + 3) / 6
-               hard_swish    x * relu6(x + 3) / 6
-               hard_tanh  clip(x, -1, 1)
-               abs        |x|
-``sign``       +1 where x >= 0, else -1 (sign(0) = +1), as float.
-``pool``       attrs: ``kind`` "max" | "avg"; ``global`` bool.
-               global: reduce H and W of NHWC x, output (C,).
-               otherwise: ``window`` [WH, WW], ``strides`` [SH, SW],
-               ``padding`` [[top, bottom], [left, right]]; max pooling pads
-               with -inf; avg pooling pads with 0 and also has
-               ``count_include_pad`` (true: divide by WH*WW; false: by the
-               number of non-padding elements in the window).
-``flatten``    reshape (N, ...) -> (N, prod(...)) in C order (for NHWC:
-               H, then W, then C), i.e. ``x.reshape(N, -1)``.
-``add``        elementwise sum of all inputs (same shapes, no broadcasting).
-``concat``     concatenate inputs along ``axis`` (negative, counted from the
-               end, never the batch axis).
-``upsample``   attrs: ``method`` "nearest", ``scale`` [FH, FW] (integers):
-               y[n, i, j, c] = x[n, i // FH, j // FW, c].
-``gate``       channel gate (squeeze-excite): inputs [x, g], x (H, W, C),
-               g (C,): y[n, h, w, c] = x[n, h, w, c] * g[n, c].
-``wta``        k-winners-take-all over the last axis of x (C,) (FBS,
-               ``sparsity.winners_take_all``): per example the k largest
-               entries are kept, the others set to exactly 0; among equal
-               values the lower index wins.  attrs: ``k`` (int, 1 <= k <=
-               C) and ``density`` (the d with k = ceil(d * C), for reports).
-               A ``gate`` whose g is a ``wta`` output is sparse: channels
-               with g = 0 are 0 whatever x is, so an evaluator may skip
-               computing them (and the producer of x for them).
-
-Binary layers (``dense`` and ``conv`` only)
--------------------------------------------
-A ``dense`` or ``conv`` entry MAY carry two more attributes; an absent one
-means null.  They name the *forward* function (the STE variants of training
-all forward to the same thing), so the evaluator needs no gradient rules:
-
-``kernel_quantizer``  null | "sign" | "magnitude_aware_sign".  The kernel
-               the layer multiplies by is the *view* of the stored (latent,
-               real) kernel W:
-               null                  W itself;
-               sign                  where(W == 0, 0, s(W));
-               magnitude_aware_sign  alpha * where(W == 0, 0, s(W)), with
-                                     alpha[o] = mean(|W[..., o]|) over all
-                                     axes but the last (zeros included);
-               s(w) = +1 where w >= 0 else -1.  A 0 weight (pruned) is 0 in
-               the view, never +-1.  Stochastic BinaryConnect records null:
-               its test-time kernel is W itself.
-``input_quantizer``   null | "sign" | "heaviside", applied elementwise to x
-               BEFORE the product and BEFORE zero padding (so conv padding
-               stays 0, not +-1):
-               sign       +1 where x >= 0, else -1;
-               heaviside  1 where x > 0, else 0 (x = 0 gives 0, as
-                          binary.ste_heaviside).
+The format (entry keys, the ops and their attributes, the binary
+quantizers) is the layer-list spec of the export package,
+``experiments/export/_spec.py`` (``experiments.export.LAYER_OPS``,
+``ATTRIBUTES``, ``check_entry`` ...).  :func:`record` checks every entry
+against it, strictly: an unknown op, a misspelt or missing attribute or a
+bad value is a one-line :class:`LayerListError` when the model is traced.
 """
 from __future__ import annotations
 
@@ -142,6 +47,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from experiments import export
+
 __all__ = [
     "ACTIVATIONS", "INPUT_QUANTIZERS", "KERNEL_QUANTIZERS", "LayerListError",
     "layer_list", "record", "recording_active",
@@ -150,21 +57,17 @@ __all__ = [
     "concat", "upsample", "gate", "wta",
 ]
 
-OPS = ("dense", "conv", "batchnorm", "activation", "sign", "pool", "flatten",
-       "add", "concat", "upsample", "gate", "wta")
-_RESERVED_KEYS = ("name", "op", "inputs", "params", "shape")
-# Values of the binary attributes of dense/conv entries (module docstring).
-KERNEL_QUANTIZERS = (None, "sign", "magnitude_aware_sign")
-INPUT_QUANTIZERS = (None, "sign", "heaviside")
-_QUANTIZER_ATTRS = {"kernel_quantizer": KERNEL_QUANTIZERS,
-                    "input_quantizer": INPUT_QUANTIZERS}
+# The spec's names, as the zoo has always read them from here.
+OPS = export.LAYER_OPS
+KERNEL_QUANTIZERS = export.KERNEL_QUANTIZERS
+INPUT_QUANTIZERS = export.INPUT_QUANTIZERS
 
 
 def _hard_tanh(x):
   return jnp.clip(x, -1.0, 1.0)
 
 
-# kind -> JAX function.  The evaluator's formulas are in the module docstring.
+# kind -> JAX function (the formulas are in experiments/export/_spec.py).
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": jax.nn.relu,
     "relu6": jax.nn.relu6,
@@ -175,6 +78,9 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "hard_tanh": _hard_tanh,
     "abs": jnp.abs,
 }
+if tuple(ACTIVATIONS) != export.ACTIVATION_KINDS:  # one per kind of the spec
+  raise AssertionError(f"{sorted(ACTIVATIONS)} != "
+                       f"{sorted(export.ACTIVATION_KINDS)}")
 
 
 class LayerListError(ValueError):
@@ -270,29 +176,23 @@ def record(op: str, inputs: Sequence[Any], output, *,
   rec = _RECORDER.get()
   if rec is None:
     return output
-  if op not in OPS:
-    raise LayerListError(f"unknown op {op!r}; ops: {', '.join(OPS)}")
-  clash = set(attrs) & set(_RESERVED_KEYS)
+  clash = set(attrs) & set(export.RESERVED_KEYS)
   if clash:
     raise LayerListError(f"attributes may not be named {sorted(clash)}")
-  for attr, allowed in _QUANTIZER_ATTRS.items():
-    if attr not in attrs:
-      continue
-    if op not in ("dense", "conv"):
-      raise LayerListError(f"{attr!r} is an attribute of dense/conv only, "
-                           f"not of {op!r}")
-    if attrs[attr] not in allowed:
-      raise LayerListError(f"{attr} {attrs[attr]!r} is not one of {allowed}")
   in_names = [rec.name_of(a, op) for a in inputs]
   if name is None:
     name = rec.auto_name(attrs.get("kind", op) if op == "activation" else op)
   else:
     name = rec.unique(name)
-  rec.claim(name)
   entry = {"name": name, "op": op, "inputs": in_names,
            "params": _jsonable(dict(params or {}))}
   entry.update(_jsonable(attrs))
   entry["shape"] = [int(d) for d in output.shape[1:]]
+  try:
+    export.check_entry(entry)  # strict: no attribute the op does not have
+  except export.SpecError as err:
+    raise LayerListError(str(err)) from None
+  rec.claim(name)
   rec.entries.append(entry)
   rec.bind(output, name)
   return output
