@@ -21,8 +21,10 @@ one scale and shift, ``bn_fold=True``); evaluator: ``_evaluator.py``
 (:class:`Model`: validation, the run, the per-layer plan, BatchNorm
 folding), ``_ops.py`` (parameter-free ops incl. FBS's ``wta``,
 BatchNorm), ``_gating.py`` (FBS-gated convs computing only the kept
-channels); kernels: ``_kernels.py`` (XNOR-popcount,
-uint64 words, numba with a NumPy twin), ``_sparse.py`` (CSR products, numba
+channels), ``_decode.py`` (:func:`layer_arrays`: a file entry's
+arrays with its storage decoded, for other executors such as
+``experiments.models.load_executor``); kernels: ``_kernels.py``
+(XNOR-popcount, uint64 words, numba with a NumPy twin), ``_sparse.py`` (CSR products, numba
 or SciPy), ``_linear.py`` (the kernel chosen per layer at load time, the
 CSR thresholds :data:`SPARSE_MAX_DENSITY`).  Benchmarks:
 ``bench/xnor_kernels.py``, ``bench/sparse_kernels.py``,
@@ -31,6 +33,7 @@ CSR thresholds :data:`SPARSE_MAX_DENSITY`).  Benchmarks:
 from experiments.export._ensemble import ENSEMBLE_FORMAT
 from experiments.export._ensemble import Ensemble
 from experiments.export._ensemble import is_ensemble_file
+from experiments.export._decode import layer_arrays
 from experiments.export._encode import ExportError
 from experiments.export._encode import check_pruned_zero
 from experiments.export._encode import encode
@@ -63,7 +66,7 @@ __all__ = [
     "KERNEL_QUANTIZERS", "LAYER_OPS", "RESERVED_KEYS", "SpecError",
     "ZERO_PRESERVING", "check_entry",
     "VERSIONS", "check_pruned_zero", "encode", "export_run",
-    "foldable_batchnorms", "is_ensemble_file",
+    "foldable_batchnorms", "is_ensemble_file", "layer_arrays",
     "numba_available", "read", "sign_read_batchnorms", "write",
     "write_model",
 ]

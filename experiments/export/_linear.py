@@ -40,7 +40,7 @@ SPARSE_MAX_DENSITY = {"numba": 0.2, "scipy": 0.1}
 F32 = np.float32
 
 
-def _dense_view(entry, t, shape) -> np.ndarray:
+def dense_view(entry, t, shape) -> np.ndarray:
   """The float32 kernel the layer multiplies by (the quantizer's view)."""
   st = entry["storage"]["kernel"]
   cout = shape[-1]
@@ -109,7 +109,7 @@ class Linear:
       if not use_numba or not _kernels.numba_available():
         self.kernel += " (numpy)"
       return
-    view = _dense_view(entry, t, shape)
+    view = dense_view(entry, t, shape)
     groups = self.groups if self.op == "conv" else 1
     sparse_ok = use_numba and _kernels.numba_available() or (
         _sparse.scipy_available())

@@ -9,7 +9,9 @@ named ``kernel``.
 ``get_model(name, num_classes, **kwargs)`` builds a model by name;
 ``layer_list(model, input_shape)`` describes it in the op set documented in
 ``experiments/export/_spec.py`` (the export / reference-evaluator
-contract; recorded by ``_layers.py``).
+contract; recorded by ``_layers.py``).  ``layer_executor(layers,
+variables)`` and ``load_executor(path)`` run a layer list (live, or an
+exported ``.sbn`` file) as one jitted JAX function (``_executor.py``).
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import jax.numpy as jnp
 
 from experiments.models._binary import BinaryCNN, BinaryMLP, is_binary_kernel
 from experiments.models._convnets import Conv2, Conv4, Conv6, ConvNet
+from experiments.models._executor import (
+    LayerExecutor, layer_executor, load_executor)
 from experiments.models._fbs import FBSCNN, FBSConv, FBSDigitsCNN, uses_fbs
 from experiments.models._layers import LayerListError, layer_list
 from experiments.models._mlp import LeNet300100, MLP
@@ -40,6 +44,7 @@ __all__ = [
     "is_binary_kernel", "VanillaCNN", "NIN", "binary_conv_names",
     "UNet", "UNetTiny", "UNetSmall", "MobileNetV3Small",
     "MobileNetV3SmallSeg32", "FBSCNN", "FBSConv", "FBSDigitsCNN", "uses_fbs",
+    "LayerExecutor", "layer_executor", "load_executor",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {
