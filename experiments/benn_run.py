@@ -159,7 +159,7 @@ class _Driver:
     out = []
     for batch in data_lib.eval_batches(
         self.engine.dataset.splits[split],
-        batch_size=self.config.eval_batch_size):
+        batch_size=self.engine.eval_bs):  # capped at the largest split
       s = np.asarray(fn(params, batch_stats, batch["image"]))
       valid = batch["weight"] > 0
       out.append(s[:, valid] if stacked else s[valid])
