@@ -1,0 +1,366 @@
+r"""Shrink: a filter-masked network made physically smaller, logits unchanged.
+
+:func:`shrink` takes a layer list (``experiments.models.layer_list``, the
+ops of ``experiments/export/_spec.py``), the variables its entries' paths
+point into (``{"params": ..., "batch_stats": ...}``) and optional filter
+masks, and returns a smaller layer list and variables that compute the
+same logits (to float32 rounding: only exact zeros are dropped from sums):
+every channel that is exactly 0 for every input is removed from the
+tensors that carry it, with the kernel rows that read it and the kernel
+columns, biases and BatchNorm entries that make it.
+
+Dead channels (value-based, never assumed)
+------------------------------------------
+A channel of an entry's output is *dead* when it is 0 whatever the input
+is; it follows the list in order, from the variables' values:
+
+* conv / dense: output o is dead iff its bias is 0 (or absent) and every
+  kernel weight of o that reads a live input channel of its group is 0
+  (an input quantizer ``sign`` maps 0 to 1: its inputs are all live;
+  ``heaviside`` maps 0 to 0; a kernel quantizer keeps a 0 weight 0);
+* batchnorm :math:`(x - \mu)\,\gamma / \sqrt{\sigma^2 + \epsilon} + \beta`:
+  dead iff :math:`\beta = 0` and (:math:`\gamma = 0`, or x dead and
+  :math:`\mu = 0`).  A filter removed by ``sparsity.expand_filter_masks``
+  has its following BatchNorm's scale and shift masked, so it stays dead;
+  a soft-pruned filter (FPGM between selections) keeps its shift, is the
+  constant :math:`\beta - \mu\gamma/\sqrt{\sigma^2+\epsilon}`, and is kept;
+* the activations with f(0) = 0 (``experiments.export.ZERO_PRESERVING``),
+  pools, upsample, wta: dead iff x is; other activations and ``sign``:
+  never; add: dead iff dead in every input; concat: its parts; flatten
+  (C order, NHWC: position-major, channel-minor): row p C + c is dead iff
+  channel c is; gate: dead iff x or g is.
+
+Which channels can go (the dependency rules)
+--------------------------------------------
+Channel indices are tied into classes (union-find) wherever an op cannot
+change them independently: a channel-wise op (batchnorm, activation,
+sign, pool, upsample) ties output c to input c; add ties output c to c of
+every input; concat ties its parts (with their offsets) to the output;
+flatten ties rows p C + c for all positions p to channel c; gate ties
+x, g and the output at c (a squeeze-excite branch loses the channels its
+gated tensor loses: the dense making g loses its column); a depthwise
+conv (C_in = C_out = G) ties output c to input c.  A class is removed
+iff nothing in it is *needed*:
+
+* a conv / dense reading a channel needs it unless it is dead (then its
+  kernel rows multiply exact zeros); a residual sum's channel is therefore
+  removed only where every branch is dead and the sum feeds no layer that
+  needs it;
+* fixed: the model input, the logits (the last entry), the input and
+  output of a ``wta`` (its k winners are taken across channels), both
+  sides of a grouped conv other than depthwise, the input of a layer with
+  an input quantizer ``sign`` or the kernel quantizer
+  ``magnitude_aware_sign`` (its alpha is a mean over the input rows), and
+  both sides of a layer whose parameters another entry shares.
+
+A removed class drops, from every tensor of it, that channel: producers
+(conv/dense) lose the kernel column and bias entry, BatchNorms their four
+entries, consumers the kernel rows (``H * W`` rows of a dense after a
+flatten, one per position), a depthwise conv one group; shapes and
+``feature_group_count`` follow.  Nothing else changes (names, paths,
+attributes), so the result runs in ``models.layer_executor``, the NumPy
+evaluator and ``experiments.export.write_model``.
+
+Example: a conv 1 -> 3 whose middle filter is removed, ReLU, global
+pool, a dense 3 -> 2: the conv keeps 2 filters, the dense 2 rows.
+
+  >>> import numpy as np
+  >>> layers = [
+  ...   {"name": "C", "op": "conv", "inputs": ["input"], "shape": [4, 4, 3],
+  ...    "params": {"kernel": ["params", "C", "kernel"]},
+  ...    "kernel_size": [1, 1], "strides": [1, 1],
+  ...    "padding": [[0, 0], [0, 0]], "feature_group_count": 1},
+  ...   {"name": "relu_0", "op": "activation", "kind": "relu",
+  ...    "inputs": ["C"], "params": {}, "shape": [4, 4, 3]},
+  ...   {"name": "pool_0", "op": "pool", "kind": "avg", "global": True,
+  ...    "inputs": ["relu_0"], "params": {}, "shape": [3]},
+  ...   {"name": "D", "op": "dense", "inputs": ["pool_0"], "shape": [2],
+  ...    "params": {"kernel": ["params", "D", "kernel"]}}]
+  >>> v = {"params": {"C": {"kernel": np.ones((1, 1, 1, 3), np.float32)},
+  ...                 "D": {"kernel": np.ones((3, 2), np.float32)}}}
+  >>> small, sv = shrink(layers, v, {"C": [True, False, True]})
+  >>> [e["shape"][-1] for e in small], sv["params"]["D"]["kernel"].shape
+  ([2, 2, 2, 2], (2, 2))
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping, Sequence
+
+import jax
+import numpy as np
+
+from experiments.export import ZERO_PRESERVING  # the layer-list spec's
+import sparsity
+
+_LINEAR = ("conv", "dense")
+_CHANNELWISE = ("batchnorm", "activation", "sign", "pool", "upsample")
+
+
+class _Classes:
+  """Union-find over the channel slots of every tensor."""
+
+  def __init__(self, sizes: Mapping[str, int]):
+    self.offset, n = {}, 0
+    for name, c in sizes.items():
+      self.offset[name] = n
+      n += int(c)
+    self.parent = np.arange(n)
+
+  def slots(self, name: str, size: int) -> np.ndarray:
+    return self.offset[name] + np.arange(size)
+
+  def find(self, i: int) -> int:
+    root = i
+    while self.parent[root] != root:
+      root = self.parent[root]
+    while self.parent[i] != root:
+      self.parent[i], i = root, self.parent[i]
+    return root
+
+  def union(self, a: np.ndarray, b: np.ndarray) -> None:
+    for i, j in zip(np.ravel(a), np.ravel(b)):
+      ri, rj = self.find(int(i)), self.find(int(j))
+      if ri != rj:
+        self.parent[max(ri, rj)] = min(ri, rj)
+
+  def roots(self, idx: np.ndarray) -> np.ndarray:
+    return np.array([self.find(int(i)) for i in np.ravel(idx)], int)
+
+
+def _get(variables, path, name):
+  node = variables
+  for key in path:
+    if not isinstance(node, Mapping) or key not in node:
+      raise ValueError(f"layer {name!r}: no variable at {'/'.join(path)}")
+    node = node[key]
+  return np.asarray(node)
+
+
+def _zero(a) -> np.ndarray:
+  return np.asarray(a) == 0
+
+
+def _groups(e) -> int:
+  return int(e.get("feature_group_count", 1)) if e["op"] == "conv" else 1
+
+
+def _depthwise(e, c_in: int) -> bool:
+  g = _groups(e)
+  return e["op"] == "conv" and g > 1 and c_in == g == int(e["shape"][-1])
+
+
+def dead_channels(layers: Sequence[Mapping[str, Any]], variables,
+                  input_shape: Sequence[int] | None = None
+                  ) -> dict[str, np.ndarray]:
+  """{entry name: (C,) bool}: the output channels that are exactly 0 for
+  every input, from the values of ``variables`` (module docstring)."""
+  dead: dict[str, np.ndarray] = {}
+
+  def of(name, c):
+    return np.zeros((c,), bool) if name == "input" else dead[name]
+
+  channels = {e["name"]: int(e["shape"][-1]) for e in layers}
+  if input_shape is not None:
+    channels["input"] = int(input_shape[-1])
+  for e in layers:
+    op, c, name = e["op"], int(e["shape"][-1]), e["name"]
+    a = {role: _get(variables, path, name)
+         for role, path in e["params"].items()}
+    src = e["inputs"][0]
+    if op in _LINEAR:
+      w = a["kernel"]
+      rows = w.shape[-2]
+      c_in = rows * _groups(e)
+      x_dead = (np.zeros((c_in,), bool) if src == "input"
+                or e.get("input_quantizer") == "sign" else of(src, c_in))
+      if x_dead.size != c_in:
+        raise ValueError(f"layer {name!r}: kernel reads {c_in} channels, its "
+                         f"input has {x_dead.size}")
+      nz = np.any(w.reshape(-1, rows, c) != 0, axis=0)  # (rows, C_out)
+      group_of_out = np.arange(c) // (c // _groups(e))
+      live_rows = (~x_dead).reshape(_groups(e), rows)[group_of_out].T
+      out = ~np.any(nz & live_rows, axis=0)
+      if "bias" in a:
+        out &= _zero(a["bias"])
+    elif op == "batchnorm":
+      shift0 = _zero(a["bias"]) if "bias" in a else np.ones((c,), bool)
+      scale0 = _zero(a["scale"]) if "scale" in a else np.zeros((c,), bool)
+      out = shift0 & (scale0 | (of(src, c) & _zero(a["mean"])))
+    elif op == "activation":
+      out = (of(src, c).copy() if e["kind"] in ZERO_PRESERVING
+             else np.zeros((c,), bool))
+    elif op in ("pool", "upsample", "wta"):
+      out = of(src, c).copy()
+    elif op == "flatten":
+      x = of(src, channels.get(src, c))
+      out = np.tile(x, c // x.size)
+    elif op == "add":
+      out = np.ones((c,), bool)
+      for i in e["inputs"]:
+        out &= of(i, c)
+    elif op == "concat":
+      if e["axis"] == -1:
+        out = np.concatenate([of(i, channels[i]) for i in e["inputs"]])
+      else:
+        out = np.ones((c,), bool)
+        for i in e["inputs"]:
+          out &= of(i, c)
+    elif op == "gate":
+      out = of(src, c) | of(e["inputs"][1], c)
+    else:  # sign, and anything new: never dead
+      out = np.zeros((c,), bool)
+    dead[name] = out
+  return dead
+
+
+def masked_variables(layers: Sequence[Mapping[str, Any]], variables,
+                     filter_masks: Mapping[str, Any]):
+  """``variables`` with the filters of ``filter_masks`` removed as the
+  structured drivers remove them: kernel column, bias and the following
+  BatchNorm's scale and shift set to 0 (``sparsity.expand_filter_masks``
+  over ``sparsity.channel_groups(layers)``)."""
+  params = variables["params"]
+  mask = sparsity.expand_filter_masks(
+      params, {k: np.asarray(v, bool) for k, v in filter_masks.items()},
+      sparsity.channel_groups(layers))
+  params = jax.tree_util.tree_map(np.asarray, sparsity.apply_mask(params,
+                                                                 mask))
+  return {**variables, "params": params}
+
+
+def shrink(layers: Sequence[Mapping[str, Any]], variables,
+           filter_masks: Mapping[str, Any] | None = None, *,
+           input_shape: Sequence[int] | None = None):
+  """The physically smaller network of a filter-masked one.
+
+  Args:
+    layers: a layer list.
+    variables: ``{"params": ..., "batch_stats": ...}`` (NumPy or JAX
+      arrays), the entries' ``"params"`` paths pointing into it.
+    filter_masks: optional ``{conv/dense name: (C_out,) bool}``, True =
+      kept, applied first (:func:`masked_variables`); without them the
+      variables are taken as they are (e.g. a masked ``TrainState``'s).
+    input_shape: per-example input shape (only its channels are read;
+      defaults to what the first layers read).
+
+  Returns:
+    ``(layers, variables)``: new lists and dicts (the arguments are not
+    changed), the same names and paths, every removable channel gone
+    (module docstring); variables hold NumPy arrays.
+  """
+  if filter_masks:
+    variables = masked_variables(layers, variables, filter_masks)
+  by_name = {e["name"]: e for e in layers}
+  if input_shape is None:
+    input_shape = _input_shape(layers, variables)
+  sizes = {"input": int(input_shape[-1])}
+  sizes.update({e["name"]: int(e["shape"][-1]) for e in layers})
+  dead = dead_channels(layers, variables, input_shape)
+  uf = _Classes(sizes)
+  slots = lambda n: uf.slots(n, sizes[n])
+  pinned = [slots("input"), slots(layers[-1]["name"])]
+  needed = []
+  paths: dict[tuple, list[str]] = {}
+  for e in layers:
+    for path in e["params"].values():
+      paths.setdefault(tuple(path), []).append(e["name"])
+  shared = {n for names in paths.values() if len(names) > 1 for n in names}
+  for e in layers:
+    op, name, ins = e["op"], e["name"], e["inputs"]
+    if op in _CHANNELWISE or op == "add" or (
+        op == "concat" and e["axis"] != -1):
+      for i in ins:
+        uf.union(slots(name), slots(i))
+    elif op == "concat":
+      uf.union(slots(name), np.concatenate([slots(i) for i in ins]))
+    elif op == "flatten":
+      c = sizes[ins[0]]
+      uf.union(slots(name), np.tile(slots(ins[0]), sizes[name] // c))
+    elif op == "gate":
+      uf.union(slots(name), slots(ins[0]))
+      uf.union(slots(name), slots(ins[1]))
+    elif op == "wta":
+      pinned += [slots(name), slots(ins[0])]
+    elif op in _LINEAR:
+      src = ins[0]
+      if name in shared:
+        pinned += [slots(name), slots(src)]
+      elif _depthwise(e, sizes[src]):
+        uf.union(slots(name), slots(src))
+      elif _groups(e) > 1:
+        pinned += [slots(name), slots(src)]
+      elif (e.get("input_quantizer") == "sign"
+            or e.get("kernel_quantizer") == "magnitude_aware_sign"):
+        pinned.append(slots(src))
+      elif src != "input":
+        needed.append(slots(src)[~dead[src]])
+    elif op not in _CHANNELWISE:
+      pinned += [slots(name)] + [slots(i) for i in ins]
+  keep_root = set()
+  for idx in pinned + needed:
+    keep_root.update(uf.roots(idx).tolist())
+  keep = {n: np.isin(uf.roots(slots(n)), list(keep_root)) for n in sizes}
+  return _slice(layers, variables, keep, by_name)
+
+
+def _input_shape(layers, variables):
+  for e in layers:
+    if "input" in e["inputs"] and e["op"] in _LINEAR:
+      w = _get(variables, e["params"]["kernel"], e["name"])
+      return [w.shape[-2] * _groups(e)]
+  raise ValueError("shrink: pass input_shape (no conv/dense reads the input)")
+
+
+def _slice(layers, variables, keep, by_name):
+  """The layer list and variables with only the ``keep`` channels."""
+  del by_name  # unused
+  new_vars = copy.deepcopy(_to_numpy(variables))
+
+  def put(path, value):
+    node = new_vars
+    for key in path[:-1]:
+      node = node[key]
+    node[path[-1]] = value
+
+  new_layers = []
+  for e in layers:
+    e = copy.deepcopy(dict(e))
+    name, out = e["name"], keep[e["name"]]
+    src = e["inputs"][0]
+    a = {role: _get(variables, path, name)
+         for role, path in e["params"].items()}
+    if e["op"] in _LINEAR:
+      w = a["kernel"]
+      if _depthwise(e, keep[src].size):
+        w = w[..., out]
+        e["feature_group_count"] = int(out.sum())
+      elif _groups(e) == 1:
+        w = w[..., keep[src], :][..., out]
+      else:
+        w = w[..., out]
+      put(e["params"]["kernel"], w)
+      if "bias" in a:
+        put(e["params"]["bias"], a["bias"][out])
+    elif e["op"] == "batchnorm":
+      for role, path in e["params"].items():
+        put(path, a[role][out])
+    e["shape"] = [*e["shape"][:-1], int(out.sum())]
+    new_layers.append(e)
+  return new_layers, new_vars
+
+
+def _to_numpy(tree):
+  if isinstance(tree, Mapping):
+    return {k: _to_numpy(v) for k, v in tree.items()}
+  return np.asarray(tree)
+
+
+def parameter_count(layers: Sequence[Mapping[str, Any]], variables) -> int:
+  """Number of scalars in the arrays the entries of ``layers`` read
+  (each shared path counted once)."""
+  seen = {}
+  for e in layers:
+    for path in e["params"].values():
+      seen[tuple(path)] = _get(variables, path, e["name"]).size
+  return int(sum(seen.values()))
