@@ -59,7 +59,9 @@ entries, consumers the kernel rows (``H * W`` rows of a dense after a
 flatten, one per position), a depthwise conv one group; shapes and
 ``feature_group_count`` follow.  Nothing else changes (names, paths,
 attributes), so the result runs in ``models.layer_executor``, the NumPy
-evaluator and ``experiments.export.write_model``.
+evaluator and ``experiments.export.write_model``.  :func:`shrink` is
+:func:`kept_channels` then :func:`remove_channels`; the latter also cuts
+any tree the paths point into the same way (a params-shaped mask).
 
 Example: a conv 1 -> 3 whose middle filter is removed, ReLU, global
 pool, a dense 3 -> 2: the conv keeps 2 filters, the dense 2 rows.
@@ -251,7 +253,16 @@ def shrink(layers: Sequence[Mapping[str, Any]], variables,
   """
   if filter_masks:
     variables = masked_variables(layers, variables, filter_masks)
-  by_name = {e["name"]: e for e in layers}
+  keep = kept_channels(layers, variables, input_shape=input_shape)
+  return remove_channels(layers, variables, keep)
+
+
+def kept_channels(layers: Sequence[Mapping[str, Any]], variables, *,
+                  input_shape: Sequence[int] | None = None
+                  ) -> dict[str, np.ndarray]:
+  """{entry name (and ``"input"``): (C,) bool}, the output channels that
+  :func:`shrink` keeps (module docstring: dead channels, classes, what is
+  needed or fixed)."""
   if input_shape is None:
     input_shape = _input_shape(layers, variables)
   sizes = {"input": int(input_shape[-1])}
@@ -300,8 +311,7 @@ def shrink(layers: Sequence[Mapping[str, Any]], variables,
   keep_root = set()
   for idx in pinned + needed:
     keep_root.update(uf.roots(idx).tolist())
-  keep = {n: np.isin(uf.roots(slots(n)), list(keep_root)) for n in sizes}
-  return _slice(layers, variables, keep, by_name)
+  return {n: np.isin(uf.roots(slots(n)), list(keep_root)) for n in sizes}
 
 
 def _input_shape(layers, variables):
@@ -312,48 +322,55 @@ def _input_shape(layers, variables):
   raise ValueError("shrink: pass input_shape (no conv/dense reads the input)")
 
 
-def _slice(layers, variables, keep, by_name):
-  """The layer list and variables with only the ``keep`` channels."""
-  del by_name  # unused
-  new_vars = copy.deepcopy(_to_numpy(variables))
+def remove_channels(layers: Sequence[Mapping[str, Any]], tree,
+                    keep: Mapping[str, Any]):
+  """``(layers, tree)`` with only the ``keep`` channels
+  (:func:`kept_channels`): shapes and ``feature_group_count`` of the
+  entries; kernels, biases and BatchNorm vectors of ``tree``.  ``tree`` is
+  the variables, or any tree the entries' paths point into (e.g.
+  ``{"params": mask}``, a params-shaped mask: a path it lacks, or a None
+  leaf, is left as it is).  Returns new objects (NumPy leaves)."""
+  new_tree = _to_numpy(tree)
 
-  def put(path, value):
-    node = new_vars
+  def put(path, cut):
+    node = new_tree
     for key in path[:-1]:
+      if not isinstance(node, dict) or key not in node:
+        return
       node = node[key]
-    node[path[-1]] = value
+    if isinstance(node, dict) and path[-1] in node and (
+        node[path[-1]] is not None):
+      node[path[-1]] = cut(np.asarray(node[path[-1]]))
 
   new_layers = []
   for e in layers:
     e = copy.deepcopy(dict(e))
-    name, out = e["name"], keep[e["name"]]
-    src = e["inputs"][0]
-    a = {role: _get(variables, path, name)
-         for role, path in e["params"].items()}
+    out = np.asarray(keep[e["name"]], bool)
+    src = np.asarray(keep[e["inputs"][0]], bool)
+    cut_out = lambda a, out=out: a[..., out]
     if e["op"] in _LINEAR:
-      w = a["kernel"]
-      if _depthwise(e, keep[src].size):
-        w = w[..., out]
+      if _depthwise(e, src.size):
         e["feature_group_count"] = int(out.sum())
+        cut_kernel = cut_out
       elif _groups(e) == 1:
-        w = w[..., keep[src], :][..., out]
-      else:
-        w = w[..., out]
-      put(e["params"]["kernel"], w)
-      if "bias" in a:
-        put(e["params"]["bias"], a["bias"][out])
+        cut_kernel = lambda a, src=src, out=out: a[..., src, :][..., out]
+      else:  # pinned: every channel kept
+        cut_kernel = cut_out
+      put(e["params"]["kernel"], cut_kernel)
+      if "bias" in e["params"]:
+        put(e["params"]["bias"], cut_out)
     elif e["op"] == "batchnorm":
-      for role, path in e["params"].items():
-        put(path, a[role][out])
+      for path in e["params"].values():
+        put(path, cut_out)
     e["shape"] = [*e["shape"][:-1], int(out.sum())]
     new_layers.append(e)
-  return new_layers, new_vars
+  return new_layers, new_tree
 
 
 def _to_numpy(tree):
   if isinstance(tree, Mapping):
     return {k: _to_numpy(v) for k, v in tree.items()}
-  return np.asarray(tree)
+  return None if tree is None else np.array(tree)
 
 
 def parameter_count(layers: Sequence[Mapping[str, Any]], variables) -> int:
