@@ -221,18 +221,26 @@ def _submissions(workdir: str) -> dict:
   return out
 
 
+# sacct states of a job that will still run (a requeued one included).
+ACTIVE_STATES = frozenset({
+    "PENDING", "RUNNING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+    "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING", "SIGNALING",
+    "STAGE_OUT", "STOPPED"})
+
+
 def in_flight(workdir: str, names: list) -> dict:
-  """name -> job id, for the `names` whose last SLURM task is not done
-  (pending, running or requeued), by submitit's sacct watcher."""
+  """name -> job id, for the `names` whose last SLURM task is still
+  queued or running (one sacct call, through submitit's watcher; a job
+  sacct does not know is not in flight)."""
   last = _submissions(workdir)
   folder = os.path.join(workdir, "slurm", "%j")
-  out = {}
-  for name in names:
-    if name in last:
-      job = submitit.SlurmJob(folder=folder, job_id=last[name])
-      if not job.done(force_check=True):
-        out[name] = last[name]
-  return out
+  jobs = {name: submitit.SlurmJob(folder=folder, job_id=last[name])
+          for name in names if name in last}
+  if not jobs:
+    return {}
+  submitit.SlurmJob.watcher.update()
+  return {name: job.job_id for name, job in jobs.items()
+          if (job.state.split() or [""])[0].upper() in ACTIVE_STATES}
 
 
 def _record_submission(workdir: str, name: str, job_id: str,

@@ -182,11 +182,12 @@ FAKE_SLURM = {  # just enough of SLURM's commands for submitit to submit
     "sbatch": "#!/bin/sh\ncp \"$1\" \"$FAKE_SLURM_DIR/batch.sh\"\n"
               "echo \"Submitted batch job 4242\"\n",
     "sacct": "#!/bin/sh\nprintf 'JobID|State|NodeList\\n"
-             "4242_[0-1]|RUNNING|node1\\n'\n",
+             "4242_[0-1]|%s|node1\\n' \"$(cat $FAKE_SLURM_DIR/state)\"\n",
 }
 
 
-def test_slurm_submits_one_array_and_skips_queued_points(tmp_path):
+def test_slurm_submits_one_array_and_skips_queued_points(tmp_path,
+                                                        monkeypatch):
   """The slurm path up to sbatch (fake SLURM commands on PATH): one array
   with the asked resources; re-submitting skips the queued points."""
   bin_dir = tmp_path / "bin"
@@ -219,8 +220,19 @@ def test_slurm_submits_one_array_and_skips_queued_points(tmp_path):
   assert [(s["name"], s["job_id"]) for s in submitted] == [
       (NAMES[0], "4242_0"), (NAMES[1], "4242_1")]
   os.remove(tmp_path / "batch.sh")
+  (tmp_path / "state").write_text("RUNNING")
   proc = run()  # both tasks still queued (sacct): nothing is submitted
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
   assert "2 queued or running, 0 to submit" in proc.stdout, proc.stdout
   assert f"{NAMES[1]}  queued or running in job 4242_1" in proc.stdout
   assert not (tmp_path / "batch.sh").exists()
+  # Requeued: in flight. Ended without summary.json (failed, cancelled,
+  # unknown to sacct): not, so the next submission submits them again.
+  # (submitit's watcher keeps an ended state: one launch asks once.)
+  for key in ("PATH", "FAKE_SLURM_DIR"):
+    monkeypatch.setenv(key, env[key])
+  for state in ("REQUEUED", "FAILED", "CANCELLED by 0", ""):
+    (tmp_path / "state").write_text(state)
+    assert sweep_slurm.in_flight(str(workdir), NAMES) == (
+        {NAMES[0]: "4242_0", NAMES[1]: "4242_1"} if state == "REQUEUED"
+        else {}), state
