@@ -34,14 +34,16 @@ Preemption and time limits (submitit's checkpointing: `TrainTask` is a
   limit; submitit calls `TrainTask.checkpoint`, which sends SIGTERM to the
   trainer, waits for it to checkpoint its step and exit (143), and returns
   a `DelayedSubmission` of the task; submitit requeues the array task
-  (`scontrol requeue`, at most `max_num_timeout` times) and the re-run
-  trainer resumes from that checkpoint.
+  (`scontrol requeue`) and the re-run trainer resumes from that
+  checkpoint.
 * Preemption: SLURM sends SIGTERM to every process of the job; the trainer
   checkpoints and exits 143 (submitit's worker ignores SIGTERM). The task
   then asks for the re-run itself: it sends itself submitit's preemption
-  signal, so the same checkpoint-and-requeue runs (at most `MAX_REQUEUES`
-  times per submission; then the task ends with 143 and re-submitting the
-  sweep resumes it).
+  signal, so the same checkpoint-and-requeue runs.
+
+Either is requeued at most `MAX_REQUEUES` times per submission; then the
+task ends (143, or submitit's "timed-out too many times") and re-submitting
+the sweep resumes it.
 
 The trainer ignores submitit's signal (`submitit.JobEnvironment.USR_SIG`,
 set to SIG_IGN before exec): SLURM signals every process of the job step,
@@ -63,7 +65,8 @@ from experiments import sweep as sweep_lib
 
 EXECUTORS = ("local", "slurm", "submitit_local")
 SIGNAL_DELAY_S = 120  # USR2 this long before the time limit (at most)
-MAX_REQUEUES = 10     # self-requeues of one preempted task per submission
+MAX_REQUEUES = 10     # requeues of one task per submission, on time limits
+                      # (submitit's max_num_timeout) and on preemptions
 _ACTIVE = "submissions.jsonl"
 
 
@@ -149,7 +152,10 @@ class TrainTask(submitit.helpers.Checkpointable):
     self._start = time.time()
     self._proc, _ = sweep_lib.start_run(self.cmd, out, err,
                                         ignore_signals=(_usr_signal(),))
-    while (rc := self._proc.poll()) is None:  # not wait(): see checkpoint
+    # Not Popen.wait(): blocked, it holds the Popen's lock, and
+    # `checkpoint`, run by submitit's signal handler inside this loop, could
+    # not reap the trainer.
+    while (rc := self._proc.poll()) is None:
       time.sleep(0.5)
     self._finished(rc)
     handler = signal.getsignal(_usr_signal())
@@ -173,7 +179,6 @@ class TrainTask(submitit.helpers.Checkpointable):
     and returns this task to be run again; it resumes there."""
     proc = self._proc
     if proc is not None:
-      # poll() only: the interrupted loop may be inside Popen.wait's lock.
       proc.send_signal(signal.SIGTERM)
       deadline = time.time() + self.stop_timeout_s
       while proc.poll() is None and time.time() < deadline:
@@ -200,7 +205,8 @@ def make_executor(workdir: str, executor: str, options: SlurmOptions,
   check_executor(executor)
   ex = submitit.AutoExecutor(
       folder=os.path.join(workdir, "slurm", "%j"),
-      cluster="slurm" if executor == "slurm" else "local")
+      cluster="slurm" if executor == "slurm" else "local",
+      slurm_max_num_timeout=MAX_REQUEUES, local_max_num_timeout=MAX_REQUEUES)
   ex.update_parameters(**options.parameters(name))
   return ex
 
