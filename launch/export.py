@@ -2,7 +2,7 @@ r"""Exports a trained run to one ``.sbn`` file for the CPU evaluator.
 
   python -m launch.export --workdir=RUN --out=model.sbn [--level=N] \
       [--member=K] [--overwrite] [--allow_unfinished] [--nobn_threshold] \
-      [--nobn_fold]
+      [--nobn_fold] [--shrink]
 
 Reads RUN/config.json and exports the result the run's driver declares
 (``experiments/drivers.py``): the newest checkpoint of a plain or FBS run,
@@ -24,7 +24,11 @@ version 2); ``--nobn_threshold`` keeps its four vectors (version 1).  A
 BatchNorm after a binary-weight layer with real inputs (BinaryConnect) is
 folded into that layer as one scale and shift per channel, the layer's
 bias included (version 3; logits equal to float32 rounding);
-``--nobn_fold`` keeps its four vectors.
+``--nobn_fold`` keeps its four vectors.  ``--shrink`` writes the
+physically smaller network of a filter-pruned result
+(``experiments.shrink``: every channel that is exactly 0 removed, with the
+kernel columns, biases, BatchNorm entries that make it and the kernel
+rows that read it; same logits to float32 rounding).
 
 Exit codes: 0 success, 2 bad input, with a one-line message naming it (no
 run / level / member / checkpoint, an unfinished run, a lottery run without
@@ -55,6 +59,9 @@ _BN_THRESHOLD = flags.DEFINE_bool(
 _BN_FOLD = flags.DEFINE_bool(
     "bn_fold", True, "Fold BatchNorms after a binary-weight layer with real "
     "inputs into that layer as one scale and shift (format version 3).")
+_SHRINK = flags.DEFINE_bool(
+    "shrink", False, "Write the physically smaller network: every channel "
+    "that is exactly 0 removed (experiments.shrink).")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -88,7 +95,8 @@ def main(argv):
                              member=_MEMBER.value, overwrite=_OVERWRITE.value,
                              bn_threshold=_BN_THRESHOLD.value,
                              bn_fold=_BN_FOLD.value,
-                             allow_unfinished=_ALLOW_UNFINISHED.value)
+                             allow_unfinished=_ALLOW_UNFINISHED.value,
+                             shrink=_SHRINK.value)
   except (OSError, ValueError, KeyError) as e:
     # Missing run / level / checkpoint, an existing --out, a pruned weight
     # that is not 0 (ExportError), a bad config (ConfigError), a model
@@ -103,6 +111,9 @@ def main(argv):
         f"{info['layers']} layers, {info['model']} on {info['dataset']} at "
         f"step {info['step']}" + (f", level {info['level']}"
                                   if info["level"] is not None else ""))
+  if info.get("shrink"):
+    print(f"shrunk: {info['shrink']['shrunk_parameters']} of "
+          f"{info['shrink']['parameters']} parameters")
   if info.get("result"):
     reported = info.get("reported_test_accuracy")
     print(f"result: {info['result']}" + (

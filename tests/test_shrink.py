@@ -9,6 +9,8 @@ shrunk network's logits equal the masked network's (the JAX executor) and
 that it is smaller by the expected count.
 """
 
+import os
+
 import numpy as np
 import pytest
 
@@ -330,3 +332,40 @@ def test_resnet20_residual_stream_shrinks_where_every_block_removes():
       16] * 3
   # The stage-2 projection reads the 3 channels left.
   assert sv["params"]["BasicBlock_3"]["Conv_2"]["kernel"].shape[2] == 3
+
+
+# ------------------------------------------------ launch.export --shrink --
+def test_export_shrink_of_a_slimming_run(tmp_path):
+  """A tiny Network Slimming run exported with and without --shrink: the
+  shrunk file is smaller, scores the reported accuracy without JAX, and
+  its logits equal the full file's."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from experiments import drivers  # pylint: disable=g-import-not-at-top
+  from experiments import export  # pylint: disable=g-import-not-at-top
+  from experiments.configs import slimming_digits  # pylint: disable=g-import-not-at-top
+  from tests import _export_check  # pylint: disable=g-import-not-at-top
+  config = slimming_digits.get_config()
+  config.num_steps = 10
+  config.log_every = config.eval_every = config.checkpoint_every = 10
+  config.lr_decay_steps = ()
+  config.model_kwargs = ml_collections.ConfigDict({"cfg": (8, "M", 16)})
+  config.filterprune.finetune_steps = 10
+  config.filterprune.scratch = False
+  run = str(tmp_path / "slim")
+  summary = drivers.run(config, run)
+  full = str(tmp_path / "full.sbn")
+  _export_check.export(run, full)
+  result, info = _export_check.check(run, tmp_path, name="small.sbn",
+                                     cli=True, shrink=True)
+  assert result["accuracy"] == summary["final"]["test_accuracy"]
+  small = export.Model.load(os.path.join(tmp_path, "small.sbn"),
+                            use_numba=False)
+  big = export.Model.load(full, use_numba=False)
+  counts = small.meta["shrink"]
+  assert counts["shrunk_parameters"] < counts["parameters"]
+  assert f"shrunk: {counts['shrunk_parameters']} of " in info.stdout
+  widths = {e["name"]: e["shape"][-1] for e in small.header["layers"]}
+  assert widths["Conv_0"] + widths["Conv_1"] == 24 - 12  # floor(24 / 2)
+  x = np.random.default_rng(0).standard_normal((4, 8, 8, 1)).astype(
+      np.float32)
+  _close(small(x), big(x))

@@ -84,11 +84,12 @@ def write_model(path, layers, variables, mask=None, *, input_shape,
 
 def export_run(workdir, out, *, level=None, member=None, overwrite=False,
                bn_threshold=True, bn_fold=True,
-               allow_unfinished=False) -> dict:
+               allow_unfinished=False, shrink=False) -> dict:
   """Exports the result a run's driver declares (needs JAX; see
   ``_from_run.py`` and ``experiments/drivers.py``)."""
   from experiments.export import _from_run  # pylint: disable=g-import-not-at-top
   return _from_run.export_run(workdir, out, level=level, member=member,
                               overwrite=overwrite, bn_threshold=bn_threshold,
                               bn_fold=bn_fold,
-                              allow_unfinished=allow_unfinished)
+                              allow_unfinished=allow_unfinished,
+                              shrink=shrink)

@@ -10,7 +10,11 @@ records the layer list from the model itself
 only checked (a pruned weight that is not exactly 0 is refused), never
 applied.  The summary names the layers whose mask is exactly N:M along the
 input axis (``sparsity.summarize``; e.g. 2:4): they are written as any
-pruned layer, the file format has no N:M encoding.
+pruned layer, the file format has no N:M encoding.  ``shrink=True``
+writes the physically smaller network instead (``experiments.shrink``:
+every channel that is exactly 0 removed with the weights that make and
+read it; the mask is checked first, then cut like the params; the meta's
+``"shrink"`` gives both parameter counts).
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import numpy as np
 from experiments import drivers
 from experiments import locks
 from experiments import models
+from experiments import shrink as shrink_lib
 from experiments import train
 import sparsity
 from experiments.export import _encode
@@ -69,7 +74,7 @@ def _check_out(out: str, overwrite: bool) -> None:
 
 def _write(dep, workdir: str, out: str, *, overwrite: bool,
            bn_threshold: bool, bn_fold: bool, extra: dict | None = None,
-           run=None) -> dict:
+           run=None, shrink: bool = False) -> dict:
   """Writes one ``drivers.Deployable`` (`run`: ``train.build`` of its
   config, when the caller has it); returns the summary dict."""
   config, state = dep.config, dep.state
@@ -80,6 +85,18 @@ def _write(dep, workdir: str, out: str, *, overwrite: bool,
                "batch_stats": _numpy(state.batch_stats)}
   mask = jax.device_get(state.mask)
   info = dict(dep.info)
+  shrunk = {}
+  if shrink:
+    _encode.check_pruned_zero(variables["params"], mask)
+    keep = shrink_lib.kept_channels(layers, variables,
+                                    input_shape=input_shape)
+    before = shrink_lib.parameter_count(layers, variables)
+    mask = shrink_lib.remove_channels(layers, {"params": mask},
+                                      keep)[1]["params"]
+    layers, variables = shrink_lib.remove_channels(layers, variables, keep)
+    shrunk = {"shrink": {
+        "parameters": before,
+        "shrunk_parameters": shrink_lib.parameter_count(layers, variables)}}
   meta = {"model": config.model, "dataset": config.dataset,
           "dataset_kwargs": _plain(config.get("dataset_kwargs")),
           "seed": int(config.seed),
@@ -90,7 +107,7 @@ def _write(dep, workdir: str, out: str, *, overwrite: bool,
           "method": drivers.section_of(config) or "plain",
           "workdir": os.path.abspath(workdir), "exporter": "launch.export",
           **({"unfinished": True} if info.get("unfinished") else {}),
-          **(extra or {})}
+          **shrunk, **(extra or {})}
   size = write_model(out, layers, variables, mask, input_shape=input_shape,
                      meta=meta, overwrite=overwrite,
                      bn_threshold=bn_threshold, bn_fold=bn_fold)
@@ -128,7 +145,7 @@ def member_path(out: str, k: int) -> str:
 def export_run(workdir: str, out: str, *, level: int | None = None,
                member: int | None = None, overwrite: bool = False,
                bn_threshold: bool = True, bn_fold: bool = True,
-               allow_unfinished: bool = False) -> dict:
+               allow_unfinished: bool = False, shrink: bool = False) -> dict:
   """Exports the result a run's driver declares; returns a summary dict.
 
   The driver of the run's config (``experiments.drivers.deployable``)
@@ -147,6 +164,7 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
   the file's meta says so and carries no reported accuracy. Other drivers'
   results exist only once they finish (a finished lottery level always
   exports).
+  ``shrink``: write the physically smaller network (module docstring).
 
   Raises:
     FileNotFoundError: no config.json, an unfinished run (or level), no
@@ -166,7 +184,7 @@ def export_run(workdir: str, out: str, *, level: int | None = None,
   else:
     dep = drivers.deployable(config, workdir, level=level, member=member)
   kw = {"overwrite": overwrite, "bn_threshold": bn_threshold,
-        "bn_fold": bn_fold}
+        "bn_fold": bn_fold, "shrink": shrink}
   if isinstance(dep, drivers.Deployable):
     return _write(dep, workdir, out, **kw)
   files = [member_path(out, k) for k in range(len(dep.members))]
