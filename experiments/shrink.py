@@ -92,6 +92,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import numpy as np
 
+from experiments import macs
 from experiments.export import ZERO_PRESERVING  # the layer-list spec's
 import sparsity
 
@@ -381,3 +382,28 @@ def parameter_count(layers: Sequence[Mapping[str, Any]], variables) -> int:
     for path in e["params"].values():
       seen[tuple(path)] = _get(variables, path, e["name"]).size
   return int(sum(seen.values()))
+
+
+def shrunk_size(layers: Sequence[Mapping[str, Any]], variables, *,
+                input_shape: Sequence[int]) -> dict:
+  """What :func:`shrink` of a (masked) network leaves, for a summary.
+
+  Returns ``{"parameters", "shrunk_parameters"}`` (:func:`parameter_count`
+  before and after), ``{"dense_macs", "shrunk_macs"}`` (the MACs of every
+  conv/dense layer of the list and of the shrunk list,
+  ``macs.structured_macs`` with nothing removed) and
+  ``"channels_removed"`` ``{entry: removed output channels}`` of the
+  conv/dense entries that lost any.
+  """
+  keep = kept_channels(layers, variables, input_shape=input_shape)
+  small, small_vars = remove_channels(layers, variables, keep)
+  return {
+      "parameters": parameter_count(layers, variables),
+      "shrunk_parameters": parameter_count(small, small_vars),
+      "dense_macs": macs.structured_macs(layers,
+                                         input_shape=input_shape)["macs"],
+      "shrunk_macs": macs.structured_macs(small,
+                                          input_shape=input_shape)["macs"],
+      "channels_removed": {
+          e["name"]: int(np.sum(~keep[e["name"]])) for e in layers
+          if e["op"] in _LINEAR and not np.all(keep[e["name"]])}}

@@ -298,8 +298,14 @@ def test_zoo_logits_equal_and_smaller(name):
     # one keeps zero rows), a depthwise group kept behind a removed expand
     # filter keeps that zero channel (its BatchNorm shift is read).
     assert macs == want["macs"]
+  size = shrink_lib.shrunk_size(
+      layers, shrink_lib.masked_variables(layers, variables, masks),
+      input_shape=shape)
+  assert (size["parameters"], size["shrunk_parameters"]) == (before, after)
+  assert size["shrunk_macs"] == macs
   if name == "vgg":
     k1, k2 = (int(np.sum(masks[n])) for n in ("Conv_0", "Conv_1"))
+    assert size["channels_removed"] == {"Conv_0": 8 - k1, "Conv_1": 16 - k2}
     n_out = layers[-1]["shape"][-1]
     # conv kernels (no bias), BatchNorm (4 per channel), the dense after
     # the global pool
