@@ -18,8 +18,8 @@ own package, one :func:`register` call)::
     drivers.register("my_method", "mypackage.my_driver")
 
 The registry names modules instead of importing them, so that this module
-imports no driver: the drivers import the trainer library
-(``experiments.train``), and nothing the trainer imports may import them
+imports no driver: the drivers import the engine
+(``experiments.engine``), and nothing the engine imports may import them
 back (``tests/test_layering.py`` checks that the import graph is acyclic).
 
 **The result a driver declares.** Every driver module also has
@@ -137,8 +137,8 @@ def driver_of(config) -> ModuleType:
 class Deployable(NamedTuple):
   """A run's result as one network.
 
-  ``config``: the config whose model (``train.build(config).model``)
-  computes it; ``state``: a ``train.TrainState`` (its ``params``,
+  ``config``: the config whose model (``engine.build(config).model``)
+  computes it; ``state``: an ``engine.TrainState`` (its ``params``,
   ``batch_stats``, ``mask`` and ``step`` are exported; pruned weights are
   exactly 0); ``info``: ``"result"`` (what it is, in words),
   ``"test_accuracy"`` (the run's reported test accuracy of this network)

@@ -284,7 +284,8 @@ class Metric:
   weigh ``batch["weight"] = 0``); `finalize(sums)` turns a split's totals
   into the logged scalars, on the host.
 
-  Training (`train_phase`): `init(state)` at the phase's first step and
+  Training (`train_phase`): `init(state)` at the phase's first step,
+  `event(state)` after each event (the state changed between steps) and
   `log(state)`, the entries of each log step's row (on the host, at a log
   step only, so the hot loop never waits for it).
 
@@ -301,6 +302,9 @@ class Metric:
     return {}
 
   def init(self, state) -> None:
+    del state  # unused
+
+  def event(self, state) -> None:
     del state  # unused
 
   def log(self, state) -> dict:
@@ -372,12 +376,19 @@ class ExecutedMacs(Metric):
 
 
 class RemainingFraction(Metric):
-  """``remaining_fraction`` of the mask (`sparsity.remaining_fraction`);
-  only events change the mask, so the value is that of the newest event."""
+  """``remaining_fraction`` of the mask (`sparsity.remaining_fraction`),
+  computed at the phase start and after each event (only events change the
+  mask), so a log step costs nothing."""
+
+  def init(self, state) -> None:
+    self._value = float(sparsity.remaining_fraction(state.mask))
+
+  def event(self, state) -> None:
+    self.init(state)
 
   def log(self, state) -> dict:
-    return {"remaining_fraction": float(
-        sparsity.remaining_fraction(state.mask))}
+    del state  # unused: the mask changes at events only
+    return {"remaining_fraction": self._value}
 
 
 class FlipRatio(Metric):
@@ -564,7 +575,21 @@ class Event(NamedTuple):
 
 def mask_event(mask_fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
   """The event of a function `state -> new mask` (a pruning event): the new
-  mask, and the params re-masked with it."""
+  mask, and the params re-masked with it.
+
+  Example (prune the weights with |w| <= 1):
+    >>> import jax.numpy as jnp
+    >>> from experiments import engine
+    >>> state = engine.TrainState(
+    ...     step=jnp.int32(3), params={"k": jnp.array([[0.5, -2.0]])},
+    ...     batch_stats={}, opt_state=(), mask={"k": jnp.ones((1, 2), bool)},
+    ...     rng=jnp.zeros(2, jnp.uint32))
+    >>> prune = engine.mask_event(
+    ...     lambda s: {"k": jnp.abs(s.params["k"]) > 1})
+    >>> events = {3: prune}  # a phase boundary after 3 updates
+    >>> events[3](state).params["k"].tolist()
+    [[0.0, -2.0]]
+  """
 
   def event(state):
     mask = mask_fn(state)
@@ -691,6 +716,8 @@ def train_phase(engine: Engine, workdir: str, start: Callable[[], Any],
       event = events.get(step)
       if event is not None:
         state = event.fn(state)
+        for metric in metrics:
+          metric.event(state)
       if step % config.log_every == 0 or step == end_step:
         flush_metrics(step)
       if eval_splits and (step % config.eval_every == 0 or step == end_step):

@@ -3,7 +3,7 @@
 A cluster preempts a job with SIGTERM (SLURM: then SIGKILL after a grace
 period); a user stops one with Ctrl-C (SIGINT). While ``drivers.run`` runs
 a driver, :func:`handling` replaces both handlers with one that only sets a
-flag; ``train.train_phase`` checks it after every step, writes a checkpoint
+flag; ``engine.train_phase`` checks it after every step, writes a checkpoint
 of that step and raises :class:`Preempted`. ``launch.train`` then exits with
 :data:`EXIT_PREEMPTED` (SIGTERM) or 130 (SIGINT), and re-running the same
 command resumes from that step: no step is lost.
