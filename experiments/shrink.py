@@ -407,3 +407,13 @@ def shrunk_size(layers: Sequence[Mapping[str, Any]], variables, *,
       "channels_removed": {
           e["name"]: int(np.sum(~keep[e["name"]])) for e in layers
           if e["op"] in _LINEAR and not np.all(keep[e["name"]])}}
+
+
+def state_shrunk_size(layers: Sequence[Mapping[str, Any]], state, *,
+                      input_shape: Sequence[int]) -> dict:
+  """:func:`shrunk_size` of a ``TrainState``'s (masked) params and
+  BatchNorm statistics, fetched from the devices: what a structured
+  driver's summary records."""
+  variables = {"params": jax.device_get(state.params),
+               "batch_stats": jax.device_get(state.batch_stats) or {}}
+  return shrunk_size(layers, variables, input_shape=input_shape)

@@ -10,6 +10,7 @@ that it is smaller by the expected count.
 """
 
 import os
+import types
 
 import numpy as np
 import pytest
@@ -298,9 +299,10 @@ def test_zoo_logits_equal_and_smaller(name):
     # one keeps zero rows), a depthwise group kept behind a removed expand
     # filter keeps that zero channel (its BatchNorm shift is read).
     assert macs == want["macs"]
-  size = shrink_lib.shrunk_size(
-      layers, shrink_lib.masked_variables(layers, variables, masks),
-      input_shape=shape)
+  state = types.SimpleNamespace(**{  # a TrainState always has batch_stats
+      "batch_stats": {}, **shrink_lib.masked_variables(layers, variables,
+                                                       masks)})
+  size = shrink_lib.state_shrunk_size(layers, state, input_shape=shape)
   assert (size["parameters"], size["shrunk_parameters"]) == (before, after)
   assert size["shrunk_macs"] == macs
   if name == "vgg":
