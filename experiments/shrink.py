@@ -46,7 +46,9 @@ iff nothing in it is *needed*:
   kernel rows multiply exact zeros); a residual sum's channel is therefore
   removed only where every branch is dead and the sum feeds no layer that
   needs it;
-* fixed: the model input, the logits (the last entry), the input and
+* fixed: the model input, the logits (the last entry), the first channel
+  of a tensor that would otherwise lose every channel (a whole layer
+  pruned: the file format has no empty tensors), the input and
   output of a ``wta`` (its k winners are taken across channels), both
   sides of a grouped conv other than depthwise, the input of a layer with
   an input quantizer ``sign`` or the kernel quantizer
@@ -312,7 +314,11 @@ def kept_channels(layers: Sequence[Mapping[str, Any]], variables, *,
   keep_root = set()
   for idx in pinned + needed:
     keep_root.update(uf.roots(idx).tolist())
-  return {n: np.isin(uf.roots(slots(n)), list(keep_root)) for n in sizes}
+  roots = {n: uf.roots(slots(n)) for n in sizes}
+  for n in sizes:  # no empty tensor (the file format has none): one stays
+    if sizes[n] and not np.isin(roots[n], list(keep_root)).any():
+      keep_root.add(int(roots[n][0]))
+  return {n: np.isin(roots[n], list(keep_root)) for n in sizes}
 
 
 def _input_shape(layers, variables):

@@ -224,6 +224,25 @@ def test_squeeze_excite_gate_follows_the_gated_channels():
   assert _kernel(sv, "C").shape == (1, 1, 3, 2)
 
 
+def test_a_whole_pruned_layer_keeps_one_zero_channel(tmp_path):
+  """The file format has no empty tensors: a layer that loses every filter
+  keeps one (zero) channel, and the shrunk network exports."""
+  from experiments import export  # pylint: disable=g-import-not-at-top
+  hw = [4, 4]
+  layers, v = _build([
+      _conv("A", "input", 3, 4, hw), _bn("BA", "A", [*hw, 4]),
+      _op("relu_0", "activation", ["BA"], [*hw, 4], kind="relu"),
+      _op("pool_0", "pool", ["relu_0"], [4], kind="avg", **{"global": True}),
+      _dense("D", "pool_0", 4, 2)])
+  small, sv = _check_logits(layers, v, {"A": [False] * 4}, (*hw, 3))
+  assert [e["shape"][-1] for e in small] == [1, 1, 1, 1, 2]
+  path = str(tmp_path / "m.sbn")
+  export.write_model(path, small, sv, input_shape=(*hw, 3))
+  x = np.ones((2, *hw, 3), np.float32)
+  _close(export.Model.load(path, use_numba=False)(x),
+         models.layer_executor(small, sv)(x))
+
+
 def test_arguments_are_not_changed_and_no_mask_changes_nothing():
   hw = [4, 4]
   layers, v = _build([_conv("A", "input", 3, 3, hw),
