@@ -4,10 +4,10 @@ r"""Shrink: a filter-masked network made physically smaller, logits unchanged.
 ops of ``experiments/export/_spec.py``), the variables its entries' paths
 point into (``{"params": ..., "batch_stats": ...}``) and optional filter
 masks, and returns a smaller layer list and variables that compute the
-same logits (to float32 rounding: only exact zeros are dropped from sums):
-every channel that is exactly 0 for every input is removed from the
-tensors that carry it, with the kernel rows that read it and the kernel
-columns, biases and BatchNorm entries that make it.
+same logits (to float32 rounding): every channel that is exactly 0 for
+every input (or a constant its readers can take into their biases) is
+removed from the tensors that carry it, with the kernel rows that read it
+and the kernel columns, biases and BatchNorm entries that make it.
 
 Dead channels (value-based, never assumed)
 ------------------------------------------
@@ -23,7 +23,8 @@ is; it follows the list in order, from the variables' values:
   :math:`\mu = 0`).  A filter removed by ``sparsity.expand_filter_masks``
   has its following BatchNorm's scale and shift masked, so it stays dead;
   a soft-pruned filter (FPGM between selections) keeps its shift, is the
-  constant :math:`\beta - \mu\gamma/\sqrt{\sigma^2+\epsilon}`, and is kept;
+  constant :math:`\beta - \mu\gamma/\sqrt{\sigma^2+\epsilon}`, not
+  dead (it goes only where it can be folded, below);
 * the activations with f(0) = 0 (``experiments.export.ZERO_PRESERVING``),
   pools, upsample, wta: dead iff x is; other activations and ``sign``:
   never; add: dead iff dead in every input; concat: its parts; flatten
@@ -43,9 +44,16 @@ conv (C_in = C_out = G) ties output c to input c.  A class is removed
 iff nothing in it is *needed*:
 
 * a conv / dense reading a channel needs it unless it is dead (then its
-  kernel rows multiply exact zeros); a residual sum's channel is therefore
-  removed only where every branch is dead and the sum feeds no layer that
-  needs it;
+  kernel rows multiply exact zeros), or a constant it can fold: a channel
+  with the same value k at every position for every input
+  (:func:`constant_channels`: e.g. a zero filter whose BatchNorm shift is
+  intact, a pruned neuron that keeps its bias) read by a dense or by a
+  conv without padding (no quantizers, one group) goes, its rows times k
+  summed over the taps added to the reader's bias (:func:`fold_constants`;
+  a reader without a bias gets one; equal to float32 rounding).  A padded
+  conv reads the constant as 0 at the border: it keeps the channel.  So a
+  residual sum's channel is removed only where every branch is dead (or
+  constant) and the sum feeds no layer that needs it;
 * fixed: the model input, the logits (the last entry), the first channel
   of a tensor that would otherwise lose every channel (a whole layer
   pruned: the file format has no empty tensors), the input and
@@ -62,8 +70,9 @@ flatten, one per position), a depthwise conv one group; shapes and
 ``feature_group_count`` follow.  Nothing else changes (names, paths,
 attributes), so the result runs in ``models.layer_executor``, the NumPy
 evaluator and ``experiments.export.write_model``.  :func:`shrink` is
-:func:`kept_channels` then :func:`remove_channels`; the latter also cuts
-any tree the paths point into the same way (a params-shaped mask).
+:func:`kept_channels`, :func:`fold_constants` then
+:func:`remove_channels`; the latter also cuts any tree the paths point
+into the same way (a params-shaped mask).
 
 Example: a conv 1 -> 3 whose middle filter is removed, ReLU, global
 pool, a dense 3 -> 2: the conv keeps 2 filters, the dense 2 rows.
@@ -174,18 +183,7 @@ def dead_channels(layers: Sequence[Mapping[str, Any]], variables,
          for role, path in e["params"].items()}
     src = e["inputs"][0]
     if op in _LINEAR:
-      w = a["kernel"]
-      rows = w.shape[-2]
-      c_in = rows * _groups(e)
-      x_dead = (np.zeros((c_in,), bool) if src == "input"
-                or e.get("input_quantizer") == "sign" else of(src, c_in))
-      if x_dead.size != c_in:
-        raise ValueError(f"layer {name!r}: kernel reads {c_in} channels, its "
-                         f"input has {x_dead.size}")
-      nz = np.any(w.reshape(-1, rows, c) != 0, axis=0)  # (rows, C_out)
-      group_of_out = np.arange(c) // (c // _groups(e))
-      live_rows = (~x_dead).reshape(_groups(e), rows)[group_of_out].T
-      out = ~np.any(nz & live_rows, axis=0)
+      out = _dead_but_bias(e, variables, dead)
       if "bias" in a:
         out &= _zero(a["bias"])
     elif op == "batchnorm":
@@ -217,6 +215,107 @@ def dead_channels(layers: Sequence[Mapping[str, Any]], variables,
       out = np.zeros((c,), bool)
     dead[name] = out
   return dead
+
+
+def _relu6(x):
+  return np.minimum(np.maximum(x, 0.0), 6.0)
+
+
+# kind -> NumPy function (the spec's formulas), for constant channels.
+_NUMPY_ACTIVATIONS = {
+    "relu": lambda x: np.maximum(x, 0.0), "relu6": _relu6,
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)), "tanh": np.tanh,
+    "hard_sigmoid": lambda x: _relu6(x + 3.0) / 6.0,
+    "hard_swish": lambda x: x * _relu6(x + 3.0) / 6.0,
+    "hard_tanh": lambda x: np.clip(x, -1.0, 1.0), "abs": np.abs}
+
+
+def constant_channels(layers: Sequence[Mapping[str, Any]], variables,
+                      input_shape: Sequence[int] | None = None
+                      ) -> dict[str, np.ndarray]:
+  """{entry name: (C,) float64}: the value of every output channel that is
+  the same constant at every position for every input, NaN elsewhere (a
+  dead channel is 0).  A conv/dense output whose live weights are all 0
+  is its bias; channel-wise ops map the constant (a windowed average pool
+  that counts padding only keeps 0); add sums, concat and flatten
+  rearrange, gate multiplies."""
+  dead = dead_channels(layers, variables, input_shape)
+  const: dict[str, np.ndarray] = {}
+  nan = lambda c: np.full((c,), np.nan)
+
+  def of(name, c):
+    return nan(c) if name == "input" else const[name]
+
+  channels = {e["name"]: int(e["shape"][-1]) for e in layers}
+  for e in layers:
+    op, c, name = e["op"], int(e["shape"][-1]), e["name"]
+    a = {role: _get(variables, path, name).astype(np.float64)
+         for role, path in e["params"].items()}
+    src = e["inputs"][0]
+    if op in _LINEAR:
+      bias = a["bias"] if "bias" in a else np.zeros((c,))
+      out = np.where(_dead_but_bias(e, variables, dead), bias, np.nan)
+    elif op == "batchnorm":
+      x = of(src, c)
+      mul = 1.0 / np.sqrt(a["var"] + e["epsilon"]) * a.get("scale", 1.0)
+      out = (x - a["mean"]) * mul + a.get("bias", 0.0)
+      if "scale" in a:
+        out = np.where(a["scale"] == 0, a.get("bias", 0.0), out)
+    elif op == "activation":
+      out = _NUMPY_ACTIVATIONS[e["kind"]](of(src, c))
+    elif op == "sign":
+      out = np.where(of(src, c) >= 0, 1.0, -1.0)
+      out[np.isnan(of(src, c))] = np.nan
+    elif op == "pool":
+      out = of(src, c).copy()
+      if (not e["global"] and e["kind"] == "avg" and e["count_include_pad"]
+          and np.any(np.asarray(e["padding"]) > 0)):
+        out[out != 0] = np.nan
+    elif op == "upsample":
+      out = of(src, c).copy()
+    elif op == "flatten":
+      x = of(src, channels.get(src, c))
+      out = np.tile(x, c // x.size)
+    elif op == "add":
+      out = np.zeros((c,))
+      for i in e["inputs"]:
+        out = out + of(i, c)
+    elif op == "concat" and e["axis"] == -1:
+      out = np.concatenate([of(i, channels[i]) for i in e["inputs"]])
+    elif op == "gate":
+      out = of(src, c) * of(e["inputs"][1], c)
+    else:  # wta, a concat along another axis, anything new
+      out = nan(c)
+    out = np.where(dead[name], 0.0, out)
+    const[name] = out
+  return const
+
+
+def _dead_but_bias(e, variables, dead) -> np.ndarray:
+  """(C_out,) bool: every weight of the output channel that reads a live
+  input is 0 (the channel is its bias)."""
+  w = _get(variables, e["params"]["kernel"], e["name"])
+  rows, c, g = w.shape[-2], int(e["shape"][-1]), _groups(e)
+  src = e["inputs"][0]
+  x_dead = (np.zeros((rows * g,), bool) if src == "input"
+            or e.get("input_quantizer") == "sign" else dead[src])
+  if x_dead.size != rows * g:
+    raise ValueError(f"layer {e['name']!r}: kernel reads {rows * g} "
+                     f"channels, its input has {x_dead.size}")
+  nz = np.any(w.reshape(-1, rows, c) != 0, axis=0)  # (rows, C_out)
+  live_rows = (~x_dead).reshape(g, rows)[np.arange(c) // (c // g)].T
+  return ~np.any(nz & live_rows, axis=0)
+
+
+def _foldable(e) -> bool:
+  """A linear layer that reads a constant channel as a constant at every
+  position and tap (a dense, or a conv without padding; no quantizers, one
+  group): the channel's kernel rows times the constant fold into its
+  bias."""
+  if e.get("input_quantizer") is not None or e.get(
+      "kernel_quantizer") is not None or _groups(e) != 1:
+    return False
+  return e["op"] == "dense" or not np.any(np.asarray(e["padding"]))
 
 
 def masked_variables(layers: Sequence[Mapping[str, Any]], variables,
@@ -257,7 +356,49 @@ def shrink(layers: Sequence[Mapping[str, Any]], variables,
   if filter_masks:
     variables = masked_variables(layers, variables, filter_masks)
   keep = kept_channels(layers, variables, input_shape=input_shape)
+  layers, variables = fold_constants(layers, variables, keep,
+                                     input_shape=input_shape)
   return remove_channels(layers, variables, keep)
+
+
+def fold_constants(layers: Sequence[Mapping[str, Any]], variables,
+                   keep: Mapping[str, Any], *,
+                   input_shape: Sequence[int] | None = None):
+  """``(layers, variables)`` where every conv/dense that reads a constant
+  channel that ``keep`` removes has it in its bias:
+  :math:`b'_o = b_o + \\sum_{r\\ \\mathrm{removed}} k_r \\sum_{taps}
+  W_{\\ldots r o}` (a layer without a bias gets one, at its kernel's path
+  with ``bias``).  Exact up to float32 rounding (:func:`_foldable`).
+  Returns new objects; nothing to fold returns the arguments."""
+  if input_shape is None:
+    input_shape = _input_shape(layers, variables)
+  const = constant_channels(layers, variables, input_shape)
+  new_layers, new_vars = list(layers), None
+  for k, e in enumerate(layers):
+    src = e["inputs"][0]
+    if e["op"] not in _LINEAR or src == "input" or not _foldable(e):
+      continue  # (a depthwise conv loses a whole group: nothing to fold)
+    gone = ~np.asarray(keep[src], bool) & np.isfinite(const[src]) & (
+        const[src] != 0)
+    if not gone.any():
+      continue
+    w = _get(variables, e["params"]["kernel"], e["name"]).astype(np.float64)
+    taps = w.reshape(-1, w.shape[-2], w.shape[-1]).sum(axis=0)  # (C_in, O)
+    delta = const[src][gone] @ taps[gone]
+    if new_vars is None:
+      new_vars = _to_numpy(variables)
+    e = copy.deepcopy(dict(e))
+    path = e["params"].get("bias") or [*e["params"]["kernel"][:-1], "bias"]
+    e["params"]["bias"] = list(path)
+    node = new_vars
+    for key in path[:-1]:
+      node = node[key]
+    old = (node[path[-1]] if path[-1] in node
+           and "bias" in layers[k]["params"] else np.zeros(w.shape[-1]))
+    node[path[-1]] = (np.asarray(old, np.float64) + delta).astype(
+        np.float32)
+    new_layers[k] = e
+  return new_layers, (variables if new_vars is None else new_vars)
 
 
 def kept_channels(layers: Sequence[Mapping[str, Any]], variables, *,
@@ -271,6 +412,7 @@ def kept_channels(layers: Sequence[Mapping[str, Any]], variables, *,
   sizes = {"input": int(input_shape[-1])}
   sizes.update({e["name"]: int(e["shape"][-1]) for e in layers})
   dead = dead_channels(layers, variables, input_shape)
+  const = constant_channels(layers, variables, input_shape)
   uf = _Classes(sizes)
   slots = lambda n: uf.slots(n, sizes[n])
   pinned = [slots("input"), slots(layers[-1]["name"])]
@@ -308,7 +450,9 @@ def kept_channels(layers: Sequence[Mapping[str, Any]], variables, *,
             or e.get("kernel_quantizer") == "magnitude_aware_sign"):
         pinned.append(slots(src))
       elif src != "input":
-        needed.append(slots(src)[~dead[src]])
+        free = dead[src] | (np.isfinite(const[src]) if _foldable(e)
+                            else False)
+        needed.append(slots(src)[~free])
     elif op not in _CHANNELWISE:
       pinned += [slots(name)] + [slots(i) for i in ins]
   keep_root = set()
@@ -402,7 +546,8 @@ def shrunk_size(layers: Sequence[Mapping[str, Any]], variables, *,
   conv/dense entries that lost any.
   """
   keep = kept_channels(layers, variables, input_shape=input_shape)
-  small, small_vars = remove_channels(layers, variables, keep)
+  small, small_vars = remove_channels(*fold_constants(
+      layers, variables, keep, input_shape=input_shape), keep)
   return {
       "parameters": parameter_count(layers, variables),
       "shrunk_parameters": parameter_count(small, small_vars),

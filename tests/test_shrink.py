@@ -152,26 +152,51 @@ def test_concat_removes_per_part_with_offsets():
                                 v["params"]["A"]["bias"][1:])
 
 
-def test_depthwise_block_loses_whole_groups():
+@pytest.mark.parametrize("k", [3, 1])
+def test_depthwise_block_loses_whole_groups(k):
   hw = [4, 4]
   layers, v = _build([
       _conv("E", "input", 3, 4, hw, k=1), _bn("BE", "E", [*hw, 4]),
       _op("relu_0", "activation", ["BE"], [*hw, 4], kind="relu"),
       _conv("DW", "relu_0", 4, 4, hw, groups=4), _bn("BD", "DW", [*hw, 4]),
       _op("hs_0", "activation", ["BD"], [*hw, 4], kind="hard_swish"),
-      _conv("P", "hs_0", 4, 2, hw, k=1)])
+      _conv("P", "hs_0", 4, 2, hw, k=k)])
   # DW's filter 2 is removed (with its BatchNorm): the group goes, and so
   # does E's channel 2 that only it reads.  E's filter 1 is removed but DW's
-  # BatchNorm shift makes channel 1 a constant that P reads: it stays.
+  # BatchNorm shift makes channel 1 a constant that P reads: a padded 3x3
+  # P reads it as 0 at the border, so it stays; a 1x1 P (no padding) has it
+  # folded into a new bias, and it goes.
+  # E's channel 2 is also a constant (zero kernel, BatchNorm intact) that
+  # only the removed group reads: nothing to fold.
   masks = {"E": [True, False, True, True], "DW": [True, True, False, True]}
+  v["params"]["E"]["kernel"][..., 2] = 0.0
   small, sv = _check_logits(layers, v, masks, (*hw, 3))
+  kept = [0, 1, 3] if k == 3 else [0, 3]
   dw = next(e for e in small if e["name"] == "DW")
-  assert dw["feature_group_count"] == 3 and dw["shape"][-1] == 3
-  assert _kernel(sv, "DW").shape == (3, 3, 1, 3)
-  assert _kernel(sv, "E").shape == (1, 1, 3, 3)
-  np.testing.assert_array_equal(_kernel(sv, "E"),
-                                _kernel(v, "E")[..., [0, 1, 3]] * [1, 0, 1])
-  assert _kernel(sv, "P").shape == (1, 1, 3, 2)
+  assert dw["feature_group_count"] == len(kept) == dw["shape"][-1]
+  assert _kernel(sv, "DW").shape == (3, 3, 1, len(kept))
+  np.testing.assert_array_equal(
+      _kernel(sv, "E"), _kernel(v, "E")[..., kept] * (np.array(kept) != 1))
+  assert _kernel(sv, "P").shape == (k, k, len(kept), 2)
+  p = next(e for e in small if e["name"] == "P")
+  assert ("bias" in p["params"]) == (k == 1)
+
+
+def test_constant_channel_folds_into_the_next_dense_bias():
+  """A pruned neuron whose bias stays (main/subsidiary bakes only the
+  kernel) is the constant relu(b): it goes, folded into the next bias."""
+  layers, v = _build([
+      _dense("D0", "input", 4, 3),
+      _op("relu_0", "activation", ["D0"], [3], kind="relu"),
+      _dense("D1", "relu_0", 3, 2)])
+  v["params"]["D0"]["kernel"][:, 1] = 0.0
+  v["params"]["D0"]["bias"][1] = 0.7
+  small, sv = _check_logits(layers, v, None, (4,))
+  assert _width(small, "D0") == 2
+  np.testing.assert_allclose(
+      sv["params"]["D1"]["bias"],
+      v["params"]["D1"]["bias"] + 0.7 * v["params"]["D1"]["kernel"][1],
+      rtol=1e-6)
 
 
 def test_flatten_into_dense_removes_rows_of_every_position():
@@ -190,7 +215,8 @@ def test_flatten_into_dense_removes_rows_of_every_position():
 
 def test_soft_pruned_filter_with_a_batchnorm_shift_is_kept():
   """A zero kernel whose BatchNorm shift is intact is a constant channel,
-  not a zero one: shrink keeps it (the variables are used as given)."""
+  not a zero one: a padded conv reading it keeps it (the variables are
+  used as given)."""
   hw = [4, 4]
   layers, v = _build([
       _conv("A", "input", 3, 3, hw), _bn("BA", "A", [*hw, 3]),
@@ -304,13 +330,10 @@ def test_zoo_logits_equal_and_smaller(name):
   after = shrink_lib.parameter_count(small, sv)
   macs = structured.structured_macs(small, input_shape=shape)["macs"]
   want = structured.structured_macs(layers, masks, input_shape=shape)
-  if name.startswith("nin"):
-    # Every pruned channel reaches a sign (sign(0) = +1), or a BatchNorm
-    # after a pool (not masked with the filter: a constant channel) that a
-    # padded conv reads: nothing can go.
-    assert after == before
-  else:
-    assert after < before
+  # (NIN: a pruned channel reaches a sign (sign(0) = +1) or a BatchNorm
+  # after a pool, not masked with the filter: a constant channel, which
+  # goes only where a 1x1 float conv reads it, folded into its bias.)
+  assert after < before
   if name in ("vgg", "vanilla_cnn", "unet"):
     # Chains (and concat): the shrunk dense MACs are the live-pair MACs.
     # Not so in general: a residual stream keeps a channel that is dead in

@@ -93,7 +93,8 @@ def _write(dep, workdir: str, out: str, *, overwrite: bool,
     before = shrink_lib.parameter_count(layers, variables)
     mask = shrink_lib.remove_channels(layers, {"params": mask},
                                       keep)[1]["params"]
-    layers, variables = shrink_lib.remove_channels(layers, variables, keep)
+    layers, variables = shrink_lib.remove_channels(*shrink_lib.fold_constants(
+        layers, variables, keep, input_shape=input_shape), keep)
     shrunk = {"shrink": {
         "parameters": before,
         "shrunk_parameters": shrink_lib.parameter_count(layers, variables)}}
