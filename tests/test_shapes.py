@@ -3,8 +3,6 @@ import numpy as np
 import pytest
 
 from experiments import data
-from experiments.data import _shapes
-from experiments.data import _tfds
 
 
 def _small(seed=0, **kw):
@@ -42,7 +40,7 @@ def test_deterministic_per_seed_and_split():
 
 
 def test_labels_match_the_drawn_shapes():
-  images, labels = _shapes.make_split(3, 0, 40, size=24, noise=0.0)
+  images, labels = data.make_shapes_split(3, 0, 40, size=24, noise=0.0)
   assert labels.min() >= 0 and labels.max() <= 3
   assert set(np.unique(labels)) == {0, 1, 2, 3}
   for img, lab in zip(images, labels):
@@ -79,13 +77,13 @@ def test_pet_transform_resizes_and_maps_the_trimap():
                      [2, 1, 1, 3, 2, 2],
                      [2, 1, 1, 3, 2, 2],
                      [2, 2, 2, 2, 2, 2]], np.uint8)[..., None]
-  out = _tfds._PetTransform(2, binary=False)(
+  out = data.PetTransform(2, binary=False)(
       {"image": image, "segmentation_mask": trimap})
   # Nearest neighbour: output (i, j) reads input rows (1, 3), cols (1, 4).
   np.testing.assert_array_equal(out["label"], [[0, 1], [1, 1]])
   np.testing.assert_allclose(out["image"][0, 0], image[1, 1] / 255.0,
                              rtol=1e-6)
-  three = _tfds._PetTransform(3, binary=True)(
+  three = data.PetTransform(3, binary=True)(
       {"image": image, "segmentation_mask": trimap})
   # rows (0, 2, 3), cols (1, 3, 5); border (3 -> 2) counts as pet (0).
   np.testing.assert_array_equal(three["label"],

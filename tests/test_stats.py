@@ -187,13 +187,13 @@ def test_lottery_plot_bands_are_the_95_percent_interval():
   half = T_2 * 0.02 / math.sqrt(3)
   one = [_lottery_summary([row])]
   controls = lambda s: s["controls"]["random_reinit"]
-  _, mean, lo, hi = lottery_report._series(one, controls)
+  _, mean, lo, hi = lottery_report.series(one, controls)
   assert (lo[0], hi[0]) == pytest.approx((0.92 - half, 0.92 + half))
-  _, mean, lo, hi = lottery_report._series(one, lambda s: s["levels"])
+  _, mean, lo, hi = lottery_report.series(one, lambda s: s["levels"])
   assert lo[0] == hi[0] == mean[0] == 0.95  # one ticket: no interval
   # Three runs (seeds): the interval over the runs' values.
   runs = [_lottery_summary([row], ticket=t) for t in (0.90, 0.92, 0.94)]
-  _, mean, lo, hi = lottery_report._series(runs, lambda s: s["levels"])
+  _, mean, lo, hi = lottery_report.series(runs, lambda s: s["levels"])
   assert (mean[0], lo[0], hi[0]) == pytest.approx(
       (0.92, 0.92 - half, 0.92 + half))
 

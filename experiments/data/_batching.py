@@ -46,6 +46,13 @@ def _permutation(n: int, seed: int, epoch: int) -> np.ndarray:
   return perm
 
 
+def clear_cache() -> None:
+  """Forget the cached epoch permutations, as in a freshly started process
+  (`train_batch` gives the same batches either way: they are a pure
+  function of (seed, step))."""
+  _permutation.cache_clear()
+
+
 def _local_rows(batch_size: int, process_index: int,
                 process_count: int) -> tuple[int, int]:
   """(first row, row count) of this process's part of a global batch."""

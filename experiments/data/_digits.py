@@ -27,8 +27,12 @@ _SPLIT_SEED = 20240607  # Fixed forever: changing it changes every result.
 
 
 @functools.lru_cache(maxsize=1)
-def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(train, validation, test) indices into `load_digits()`, each sorted."""
+def split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(train, validation, test) indices into `load_digits()`, each sorted.
+
+  The fixed stratified split of the module docstring (seeded with
+  `_SPLIT_SEED`, independent of every run's seed); cached.
+  """
   _, label = _load()
   rng = np.random.default_rng(_SPLIT_SEED)
   key = np.empty(label.shape[0])
@@ -53,7 +57,13 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
   return image, label
 
 
+def clear_cache() -> None:
+  """Forget the cached arrays and split, as in a freshly started process."""
+  _load.cache_clear()
+  split_indices.cache_clear()
+
+
 def load(**kwargs) -> _sources.Dataset:
   """The digits `Dataset` (no options)."""
-  return _sources.in_memory('digits', _load, _split_indices,
+  return _sources.in_memory('digits', _load, split_indices,
                             num_classes=10, kwargs=kwargs)

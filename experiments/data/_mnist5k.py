@@ -75,8 +75,12 @@ def _load() -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=1)
-def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(train, validation, test) indices into the file's rows, each sorted."""
+def split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(train, validation, test) indices into the file's rows, each sorted.
+
+  The fixed class-balanced split (seeded with `_SPLIT_SEED`, independent of
+  every run's seed): per class 350 train, 50 validation, 100 test; cached.
+  """
   _, label = _load()
   rng = np.random.default_rng(_SPLIT_SEED)
   train, validation, test = [], [], []
@@ -89,7 +93,14 @@ def _split_indices() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   return tuple(np.sort(np.concatenate(s)) for s in (train, validation, test))
 
 
+def clear_cache() -> None:
+  """Forget the cached arrays and split, as in a freshly started process
+  (the next use reads and checks the file again)."""
+  _load.cache_clear()
+  split_indices.cache_clear()
+
+
 def load(**kwargs) -> _sources.Dataset:
   """The mnist5k `Dataset` (no options)."""
-  return _sources.in_memory('mnist5k', _load, _split_indices,
+  return _sources.in_memory('mnist5k', _load, split_indices,
                             num_classes=NUM_CLASSES, kwargs=kwargs)

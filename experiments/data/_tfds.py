@@ -133,7 +133,7 @@ def _resize_index(n_in: int, n_out: int) -> np.ndarray:
                     n_in - 1)
 
 
-class _PetTransform:
+class PetTransform:
   """record -> {'image': (S, S, 3) float32 in [0, 1], 'label': (S, S) int32}.
 
   Both the image and the trimap are resized to S x S by nearest-neighbour
@@ -173,7 +173,7 @@ def load_segmentation(name: str, *, data_dir=None, size: int =
     raise ValueError(f'size must be >= 8, got {size}')
   if data_dir is not None:
     data_dir = os.path.expanduser(os.fspath(data_dir))
-  transform = _PetTransform(size, binary)
+  transform = PetTransform(size, binary)
   train_records = _open_split(name, 'train', data_dir)
   test_records = _open_split(name, 'test', data_dir)
   n = len(train_records)
