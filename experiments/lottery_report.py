@@ -144,11 +144,11 @@ def plot(summaries: Sequence[dict], path: str) -> str:
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-  series = [("ticket", lambda s: s["levels"])]
+  curves = [("ticket", lambda s: s["levels"])]
   names = sorted({n for s in summaries for n in s.get("controls", {})})
-  series += [(n, lambda s, n=n: s.get("controls", {}).get(n, []))
+  curves += [(n, lambda s, n=n: s.get("controls", {}).get(n, []))
              for n in names]
-  for label, rows_of in series:
+  for label, rows_of in curves:
     x, mean, lo, hi = series(summaries, rows_of)
     if not len(x):
       continue
