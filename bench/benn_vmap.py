@@ -33,8 +33,8 @@ def main(argv):
   steps = 5 if quick else 20
   config = benn_digits.get_config()
   config.benn.members = k
-  driver = benn_run._Driver(config, "/tmp/bench_benn_vmap_unused")  # pylint: disable=protected-access
-  jstep, init, keys, _, _, _ = driver._stacked_setup()  # pylint: disable=protected-access
+  driver = benn_run.Driver(config, "/tmp/bench_benn_vmap_unused")
+  jstep, init, keys, _, _, _ = driver.stacked_setup()
   single = driver.engine.train_step()   # the loop driver's compiled step
   sources = [driver.source(i) for i in range(k)]
   seeds = [benn_run.member_seed(config.seed, i, 1) for i in range(k)]

@@ -93,7 +93,7 @@ def member_seed(seed: int, member: int, tag: int) -> int:
              .integers(0, 2**31 - 1))
 
 
-class _Driver:
+class Driver:
   """One BENN run: the engine, the members' data and the member loop."""
 
   def __init__(self, config, workdir: str):
@@ -222,7 +222,21 @@ class _Driver:
     return out
 
   # -- the stacked phase (independent bagging) --------------------------------
-  def _stacked_setup(self):
+  def stacked_setup(self):
+    """The compiled pieces of the stacked phase (independent bagging).
+
+    The k members train as one program: the engine's train step under
+    ``jax.vmap`` over a leading member axis, sharded one member per device
+    with ``jax.shard_map`` when there are at least k devices, on one device
+    otherwise. Also what ``bench/benn_vmap.py`` times.
+
+    Returns:
+      ``(jstep, jinit, keys, abstract, shardings, sharding)``: the jitted
+      stacked step ``(states, batches) -> (states, metrics)`` (donates the
+      states), the jitted stacked init of the member keys, the k member
+      keys (``fold_in(PRNGKey(seed), i)``), the abstract stacked
+      ``TrainState``, its shardings, and the member-axis sharding.
+    """
     eng, k = self.engine, self.k
     step = jax.vmap(engine_lib.make_train_step(self.model, eng.run.tx,
                                                eng.loss))
@@ -314,10 +328,10 @@ class _StackedEngine:
 
   train_metrics = ()
 
-  def __init__(self, driver: _Driver):
+  def __init__(self, driver: Driver):
     self.config, k = driver.config, driver.k
     (self._step, self._init, self._keys, self.abstract, self.shardings,
-     sharding) = driver._stacked_setup()  # pylint: disable=protected-access
+     sharding) = driver.stacked_setup()
     self._sharded = isinstance(sharding, NamedSharding)
     self.mesh = (sharding.mesh if self._sharded
                  else Mesh(np.asarray(jax.devices()[:1]), ("member",)))
@@ -363,7 +377,7 @@ class _StackedEngine:
 DEPLOY_OPTIONS = ("member",)
 
 
-def _member_state(driver: _Driver, k: int, cache: dict):
+def _member_state(driver: Driver, k: int, cache: dict):
   """Member k's final TrainState: its own phase, or row k of the stacked
   state (restored once, on one device, into `cache`)."""
   if not driver.stacked():
@@ -393,7 +407,7 @@ def deployable(config, workdir: str, member: int | None = None):
   vote over `benn.soft_vote` outputs; the summary's test accuracy)."""
   from experiments import drivers  # pylint: disable=g-import-not-at-top
   summary = drivers.finished_summary(workdir)
-  driver = _Driver(config, workdir)
+  driver = Driver(config, workdir)
   rows, cache = summary["members"], {}
   if member is not None and not 0 <= member < len(rows):
     raise ValueError(f"no member {member} in {workdir} (members: 0.."
@@ -465,7 +479,7 @@ def run(config, workdir: str) -> dict:
   """
   summary = runs.open_run(config, workdir)
   if summary is None:
-    summary = _Driver(config, workdir).run()
+    summary = Driver(config, workdir).run()
     runs.write_text(os.path.join(workdir, "benn.md"),
                     format_table(summary, markdown=True))
     if runs.is_main():

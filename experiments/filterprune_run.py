@@ -93,7 +93,7 @@ import sparsity
 METHODS = ("fpgm", "slimming")
 
 
-class _Driver:
+class Driver:
   """One filter-pruning run: the engine, the pruned layers, the phases."""
 
   def __init__(self, config, workdir: str):
@@ -348,7 +348,7 @@ class _Driver:
 def load_state(config, workdir: str, phase: str = "train"):
   """The newest checkpointed TrainState of a phase ("train", "finetune",
   "scratch_e", "scratch_b") of a filterprune run."""
-  driver = _Driver(config, workdir)
+  driver = Driver(config, workdir)
   _, restored = driver.engine.restore(os.path.join(workdir, phase))
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/{phase}")
@@ -427,7 +427,7 @@ def run(config, workdir: str) -> dict:
                           create_now=False)
   if summary is not None:
     return summary
-  driver = _Driver(config, workdir)
+  driver = Driver(config, workdir)
   if not driver.pruned:
     what = ("conv layer followed by a BatchNorm with a scale"
             if config.filterprune.method == "slimming" else "conv layer")

@@ -101,7 +101,7 @@ def make_tx(config):
                      sparsity.masked(inner))
 
 
-class _Setup:
+class Setup:
   """Engine, layer list, removable layers and their channel groups."""
 
   def __init__(self, config):
@@ -133,7 +133,7 @@ def _kernel(params, layer: str):
   return node["kernel"]
 
 
-def pruned_macs(setup: _Setup, state) -> dict:
+def pruned_macs(setup: Setup, state) -> dict:
   """`structured.structured_macs` of the final mask: removed filters, the
   input channels they leave dead, and the kept weights of every kernel."""
   mask = jax.device_get(state.mask)
@@ -174,7 +174,7 @@ def kernel_counts(mask, params, layers: list[str]) -> dict:
 
 
 # ------------------------------------------------------------- events ----
-def make_event_fn(config, setup: _Setup, target: float, workdir: str):
+def make_event_fn(config, setup: Setup, target: float, workdir: str):
   """`event_fn(state, Event) -> state` of the configured method."""
   gc = config.gradcount
   method = gc.method
@@ -272,7 +272,7 @@ def deployable(config, workdir: str):
   (pruned weights and removed filters exactly 0)."""
   from experiments import drivers  # pylint: disable=g-import-not-at-top
   summary = drivers.finished_summary(workdir)
-  _, restored = _Setup(config).engine.restore(workdir)
+  _, restored = Setup(config).engine.restore(workdir)
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}")
   return drivers.Deployable(config, restored[0], {
@@ -291,7 +291,7 @@ def run(config, workdir: str) -> dict:
   target = control_target(config)
   runs.create(config, workdir)
   gc = config.gradcount
-  setup = _Setup(config)
+  setup = Setup(config)
   engine = setup.engine
   events = sparsity.composite_schedule(
       int(gc.warmup_steps), int(gc.joint_steps), int(gc.window),

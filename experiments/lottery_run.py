@@ -83,7 +83,7 @@ def _check_workdir(config, workdir: str) -> None:
 
 
 # ------------------------------------------------------------- driver ----
-class _Driver:
+class Driver:
   """One lottery run: the engine, the reset sources and the level loop."""
 
   def __init__(self, config, workdir: str):
@@ -442,5 +442,5 @@ def deployable(config, workdir: str, level: int | None = None):
       "test_accuracy": result["test_accuracy"]})
 
 
-def build_driver(config, workdir: str) -> _Driver:
-  return _Driver(config, workdir)
+def build_driver(config, workdir: str) -> Driver:
+  return Driver(config, workdir)

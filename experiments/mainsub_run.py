@@ -89,7 +89,7 @@ def gate_optimizer(ms) -> optax.GradientTransformation:
   return optax.chain(*parts)
 
 
-class _Driver:
+class Driver:
   """One main/subsidiary run: engines, stage starts and the layer loop."""
 
   def __init__(self, config, workdir: str):
@@ -362,7 +362,7 @@ def deployable(config, workdir: str):
   are gone, so it is the run's own model."""
   from experiments import drivers  # pylint: disable=g-import-not-at-top
   summary = drivers.finished_summary(workdir)
-  driver = _Driver(config, workdir)
+  driver = Driver(config, workdir)
   last = len(driver.layers) - 1
   state = driver.final_state(driver.main_dir(last))
   return drivers.Deployable(config, state, {
@@ -403,7 +403,7 @@ def run(config, workdir: str) -> dict:
   """
   summary = runs.open_run(config, workdir, create_now=False)
   if summary is None:
-    driver = _Driver(config, workdir)  # may refuse mainsub.layers
+    driver = Driver(config, workdir)  # may refuse mainsub.layers
     runs.create(config, workdir)
     summary = driver.run()
     runs.write_text(os.path.join(workdir, "mainsub.md"),

@@ -42,7 +42,7 @@ from experiments import train
 import sparsity
 
 
-class _Driver:
+class Driver:
   """One RePr run: the engine, the conv layers and the cycle loop."""
 
   def __init__(self, config, workdir: str):
@@ -246,7 +246,7 @@ def deployable(config, workdir: str):
   what the summary's test accuracy was measured on."""
   from experiments import drivers  # pylint: disable=g-import-not-at-top
   summary = drivers.finished_summary(workdir)
-  state = _Driver(config, workdir).final_of(os.path.join(workdir, "final"))
+  state = Driver(config, workdir).final_of(os.path.join(workdir, "final"))
   return drivers.Deployable(config, state, {
       "result": "the final phase (RUN/final)",
       "test_accuracy": summary["final"]["test_accuracy"]})
@@ -262,7 +262,7 @@ def run(config, workdir: str) -> dict:
                           create_now=False)
   if summary is not None:
     return summary
-  driver = _Driver(config, workdir)
+  driver = Driver(config, workdir)
   if int(config.repr.cycles) > 0 and not driver.ranked:
     raise config_check.ConfigError(
         f"config.model: {config.model} has no conv layer for RePr to rank "

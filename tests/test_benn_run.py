@@ -130,8 +130,8 @@ def test_stacked_step_is_each_members_step(tmp_path):
   bootstrap batch, same loss. (Adam's first step is about lr * sign(g), so
   one-ulp differences of near-zero gradients make later params differ:
   members trained by vmap and by a loop are not bit-identical.)"""
-  driver = benn_run._Driver(tiny(), str(tmp_path))  # pylint: disable=protected-access
-  jstep, init, keys, _, _, _ = driver._stacked_setup()  # pylint: disable=protected-access
+  driver = benn_run.Driver(tiny(), str(tmp_path))
+  jstep, init, keys, _, _, _ = driver.stacked_setup()
   stacked = init(keys)
   stacked_params = jax.device_get(stacked.params)  # the step donates
   batches = [data_lib.train_batch(driver.source(k), 0, batch_size=64,
@@ -174,7 +174,7 @@ def test_boosting_sequential_members(tmp_path):
   w1 = np.load(os.path.join(d, "member_00", "weights_next.npy"))
   assert w1.shape == (1257,) and w1.sum() == pytest.approx(1.0)
   assert len(np.unique(np.round(w1, 12))) == 2  # up-weighted misses
-  driver = benn_run._Driver(config, d)  # pylint: disable=protected-access
+  driver = benn_run.Driver(config, d)
   np.testing.assert_array_equal(
       driver.indices(1), binary.resample_indices(config.seed, 1, w1))
   # Sequential: member 1 starts from member 0's final weights.

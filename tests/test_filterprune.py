@@ -298,7 +298,7 @@ def test_fpgm_soft_pruning_lets_a_released_filter_regrow(tmp_path, variant):
   config = _tiny(fpgm_digits.get_config())
   config.filterprune.soft_variant = variant
   os.makedirs(tmp_path / "w" / "train")
-  driver = filterprune_run._Driver(config, str(tmp_path / "w"))  # pylint: disable=protected-access
+  driver = filterprune_run.Driver(config, str(tmp_path / "w"))
   state = driver.engine.init(jax.random.PRNGKey(0))
   # BatchNorm shifts > 0, as after some training: a zero channel is then
   # not cut off by ReLU's zero gradient at 0.

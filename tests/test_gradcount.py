@@ -163,7 +163,7 @@ def test_composite_schedule():
 
 # ---------------------------------------------------------------- driver --
 def _restore(config, workdir):
-  setup = gradcount_run._Setup(config)
+  setup = gradcount_run.Setup(config)
   _, restored = setup.engine.restore(workdir)
   return setup, restored[0]
 
@@ -253,7 +253,7 @@ def test_scratch_baselines_train_the_final_mask(gradcount_run_dir, tmp_path):
       40 * min(1 / frac, 2.0) - 1e-9)
   for row in base.values():
     assert 0.0 <= row["dice"] <= 1.0
-  setup = gradcount_run._Setup(config)
+  setup = gradcount_run.Setup(config)
   final = setup.engine.restore(workdir)[1][0]
   _, restored = setup.engine.restore(os.path.join(workdir, "scratch_e"))
   state = restored[0]

@@ -81,7 +81,7 @@ def test_summary_and_stages(finished):
 
 def test_removed_filters_are_zero_and_stay_zero(finished):
   d, s = finished
-  driver = mainsub_run._Driver(tiny(), d)  # pylint: disable=protected-access
+  driver = mainsub_run.Driver(tiny(), d)
   last = driver.final_state(driver.main_dir(1))
   sub1 = driver.final_state(driver.sub_dir(1), driver.sub_engine(LAYERS[1]))
   for i, name in enumerate(LAYERS):
@@ -115,7 +115,7 @@ def test_export_of_the_last_main_stage_evaluates_to_its_accuracy(
 
 def test_greedy_control_removes_the_smallest_filters(finished):
   d, s = finished
-  driver = mainsub_run._Driver(tiny(), d)  # pylint: disable=protected-access
+  driver = mainsub_run.Driver(tiny(), d)
   subs = [json.load(open(os.path.join(driver.sub_dir(i), "result.json")))
           for i in range(2)]
   keeps = driver.control_keeps("greedy", subs)
@@ -202,7 +202,7 @@ def test_kill_9_mid_subsidiary_stage_resumes_bit_identically(finished,
     got = json.load(f)
   assert got == json.loads(json.dumps(ref))
   config = tiny(checkpoint_every=2)
-  a, b = (mainsub_run._Driver(config, d) for d in (workdir, ref_dir))  # pylint: disable=protected-access
+  a, b = (mainsub_run.Driver(config, d) for d in (workdir, ref_dir))
   for sub in (a.main_dir(1), a.d("controls", "greedy"),
               a.d("controls", "random"), a.d("scratch_b")):
     rel = os.path.relpath(sub, workdir)

@@ -78,7 +78,7 @@ def test_summary_and_dropped_counts(finished):
 
 def test_dropped_filters_held_at_zero_then_reinit_orthogonal(finished):
   config, workdir, summary = finished
-  driver = repr_run._Driver(config, workdir)  # pylint: disable=protected-access
+  driver = repr_run.Driver(config, workdir)
   full = driver.final_of(os.path.join(workdir, "cycle_01", "full"))
   sub = driver.final_of(os.path.join(workdir, "cycle_01", "sparse"))
   assert int(full.step) == 25 and int(sub.step) == 30
@@ -194,9 +194,9 @@ def test_kill_9_mid_cycle_resumes_bit_identically(finished, tmp_path):
   assert got["final"] == ref["final"]
   assert got["cycles"] == json.loads(json.dumps(ref["cycles"]))
   config = small_repr_config()
-  a = repr_run._Driver(config, workdir).final_of(  # pylint: disable=protected-access
+  a = repr_run.Driver(config, workdir).final_of(
       os.path.join(workdir, "final"))
-  b = repr_run._Driver(config, ref_dir).final_of(  # pylint: disable=protected-access
+  b = repr_run.Driver(config, ref_dir).final_of(
       os.path.join(ref_dir, "final"))
   for x, y in zip(jax.tree.leaves(jax.device_get(a.params)),
                   jax.tree.leaves(jax.device_get(b.params))):
