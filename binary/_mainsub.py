@@ -50,6 +50,8 @@ import optax
 
 from binary import _quantizers
 
+# The name suffix of a layer's subsidiary (gate) parameter: "Conv_0" ->
+# "Conv_0_subsidiary" (what `is_subsidiary` recognises).
 SUBSIDIARY_SUFFIX = "_subsidiary"
 PENALTIES = ("count", "l0")
 

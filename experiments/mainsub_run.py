@@ -174,7 +174,7 @@ class Driver:
       prev = self.prev_state(i)
       fresh = eng.run.init_state(jax.random.fold_in(
           jax.random.PRNGKey(self.config.seed), 1000 + i))
-      key = f"{name}{binary._mainsub.SUBSIDIARY_SUFFIX}"  # pylint: disable=protected-access
+      key = f"{name}{binary.SUBSIDIARY_SUFFIX}"
       # U(-1e-4, 1e-4) (the released init) shifted by `gate_init`.
       gate = fresh.params[key] + float(self.ms.get("gate_init", 0.0))
       params = {**prev.params, key: gate}
@@ -202,7 +202,7 @@ class Driver:
     """`state` with filter keep vectors baked into kernels and masks, the
     subsidiary gates dropped and a fresh fine-tuning optimizer state."""
     params = {k: v for k, v in state.params.items()
-              if not k.endswith(binary._mainsub.SUBSIDIARY_SUFFIX)}  # pylint: disable=protected-access
+              if not k.endswith(binary.SUBSIDIARY_SUFFIX)}
     mask = {k: v for k, v in state.mask.items() if k in params}
     for name, keep in keeps.items():
       kernel = params[name]["kernel"]

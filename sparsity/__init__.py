@@ -55,6 +55,7 @@ from sparsity._fpgm import fpgm_filter_masks
 from sparsity._fpgm import fpgm_keep
 from sparsity._gradcount import activity
 from sparsity._gradcount import composite_schedule
+from sparsity._gradcount import Event as CompositeEvent
 from sparsity._gradcount import count_gradients
 from sparsity._gradcount import count_weighted_shrink
 from sparsity._gradcount import filter_mask_update
@@ -119,6 +120,7 @@ __all__ = (
     "is_bn_scale",
     "slimming_filter_masks",
     "activity",
+    "CompositeEvent",
     "composite_schedule",
     "count_gradients",
     "count_weighted_shrink",

@@ -78,7 +78,7 @@ _ACTIVATIONS = {
 }
 
 
-def _wta(g, k):
+def wta(g, k):
   """Per row, keeps the k largest entries (ties: lower index), zeroes the rest.
 
   Written as a rank count, independently of ``np.argsort``: entry c is kept
@@ -171,7 +171,7 @@ def run(layers, variables, x):
     elif op == "wta":
       assert len(ins) == 1 and x0.ndim == 2, name
       assert 0.0 < entry["density"] <= 1.0, name
-      y = _wta(x0, entry["k"])
+      y = wta(x0, entry["k"])
     else:
       raise ValueError(f"unknown op {op!r} in {name!r}")
     assert list(y.shape[1:]) == entry["shape"], (

@@ -1,6 +1,7 @@
 """Tests of binary.model_summary / format_model_summary and binary.flip_ratio
 with hand-computed numbers."""
 import doctest
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -8,9 +9,11 @@ import numpy as np
 import pytest
 
 import binary
-from binary import _flips
-from binary import _summary
 from experiments import models
+
+# The modules that define these public functions (their doctests run here).
+_flips = inspect.getmodule(binary.flip_ratio)
+_summary = inspect.getmodule(binary.model_summary)
 
 # BNN MLP 40 -> 5 -> 3, every layer binary: BinaryDense_0 (binary kernel,
 # real input), BatchNorm_0, BinaryDense_1 (binary kernel and input),

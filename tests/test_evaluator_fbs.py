@@ -19,7 +19,7 @@ from experiments.export import _gating
 from experiments.export import _ops
 from experiments.export import _spec
 from launch import evaluate
-from sparsity import _fbs
+import sparsity
 from tests import _layer_list_ref as ref
 
 F32 = np.float32
@@ -30,7 +30,7 @@ def test_wta_hand_computed_ties_lower_index_wins():
   g = np.array([[1, 3, 3, 2, 3], [0, 0, 5, 0, 0], [2, 2, 2, 2, 2]], F32)
   want = np.array([[0, 3, 3, 0, 0], [0, 0, 5, 0, 0], [2, 2, 0, 0, 0]], F32)
   np.testing.assert_array_equal(_ops.wta(g, 2), want)
-  np.testing.assert_array_equal(ref._wta(g.astype(np.float64), 2), want)
+  np.testing.assert_array_equal(ref.wta(g.astype(np.float64), 2), want)
   assert _ops.wta(g, 5) is g  # k = C: nothing suppressed
 
 
@@ -38,15 +38,15 @@ def test_wta_matches_jax_with_many_ties():
   rng = np.random.default_rng(0)
   g = rng.integers(0, 4, (50, 12)).astype(F32)  # many ties
   for k in (1, 5, 11, 12):
-    want = np.asarray(_fbs.winners_take_all(jnp.asarray(g), k))
+    want = np.asarray(sparsity.winners_take_all(jnp.asarray(g), k))
     np.testing.assert_array_equal(_ops.wta(g, k), want)
-    np.testing.assert_array_equal(ref._wta(g.astype(np.float64), k), want)
+    np.testing.assert_array_equal(ref.wta(g.astype(np.float64), k), want)
 
 
 def test_wta_count_matches_sparsity():
   for c in (1, 3, 10, 64, 192):
     for d in (0.01, 0.1, 0.25, 0.5, 0.7, 0.75, 1.0):
-      assert _spec.wta_count(d, c) == _fbs.wta_count(d, c), (d, c)
+      assert _spec.wta_count(d, c) == sparsity.wta_count(d, c), (d, c)
 
 
 # ------------------------------------------------------ FBS digits model --

@@ -153,7 +153,7 @@ def test_composite_schedule():
   ev = sparsity.composite_schedule(warmup=10, joint=25, window=10,
                                    redundancy_every=20)
   assert sorted(ev) == [10, 20, 30, 35]
-  assert ev[10] == sparsity._gradcount.Event(True, False, False, False)
+  assert ev[10] == sparsity.CompositeEvent(True, False, False, False)
   assert ev[20].update and not ev[20].redundancy
   assert ev[30].redundancy and not ev[30].last
   assert ev[35].last and ev[35].update

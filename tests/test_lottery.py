@@ -5,6 +5,7 @@ checked against the paper's figure labels and against real masks.
 """
 
 import doctest
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -13,11 +14,13 @@ import optax
 import pytest
 
 import lottery
-from lottery import _controls
-from lottery import _instability
-from lottery import _levels
-from lottery import _reset
 import sparsity
+
+# The modules that define these public functions (their doctests run here).
+_controls = inspect.getmodule(lottery.random_prune)
+_instability = inspect.getmodule(lottery.instability)
+_levels = inspect.getmodule(lottery.prune_level)
+_reset = inspect.getmodule(lottery.reset)
 
 T, F = True, False
 
