@@ -1,6 +1,7 @@
 """Tests of the BinaryConnect/BNN models, their layer lists and configs."""
 import doctest
 import importlib
+import inspect
 import json
 
 import flax.linen as nn
@@ -13,9 +14,13 @@ import binary
 from experiments import config_check
 from experiments import models
 from experiments import optimizers
-from experiments.models import _binary
-from experiments.models import _layers as L
+from experiments.models import layers as L
 from tests import _layer_list_ref as ref
+
+# The modules of binary's layers and of the binary zoo models (their
+# doctests run here).
+BINARY_LAYERS = inspect.getmodule(binary.BinaryDense)
+BINARY_MODELS = inspect.getmodule(models.BinaryMLP)
 
 MLP_SHAPE = (8, 8, 1)
 CNN_SHAPE = (8, 8, 3)
@@ -25,7 +30,7 @@ BNN = {"input_quantizer": "ste_sign", "activation": "hard_tanh",
        "binary_first": True, "binary_last": True}
 
 
-def _random_variables(model, input_shape, seed=0):
+def random_variables(model, input_shape, seed=0):
   """Random values for every variable (see tests/test_models.py): kernels
   N(0, 2 / fan_in), non-trivial biases, BN statistics and scales."""
   rng = np.random.default_rng(seed)
@@ -165,7 +170,7 @@ def test_layer_list_reproduces_model(case, masked):
   name, shape, kwargs = CASES[case]
   model = models.get_model(name, 5, **kwargs)
   x = jax.random.normal(jax.random.key(1), (3, *shape), jnp.float32)
-  variables = _random_variables(model, shape)
+  variables = random_variables(model, shape)
   if masked:
     variables = _apply_mask(variables, _random_mask(variables["params"]))
   out = model.apply(variables, x, train=False)
@@ -190,7 +195,7 @@ def test_reference_quantizes_conv_inputs_before_zero_padding():
   class _One(nn.Module):
     @nn.compact
     def __call__(self, x, *, train):
-      return _binary.binary_conv(binary.BinaryConv(
+      return models.binary_conv(binary.BinaryConv(
           1, (3, 3), input_quantizer="ste_sign", use_bias=False), x,
                                  train=train)
 
@@ -211,7 +216,7 @@ def test_reference_quantizes_conv_inputs_before_zero_padding():
 
 def test_stochastic_binaryconnect_train_and_test_time():
   model = models.get_model("binary_mlp", 5, **CASES["mlp_stochastic"][2])
-  variables = _random_variables(model, MLP_SHAPE)
+  variables = random_variables(model, MLP_SHAPE)
   x = jax.random.normal(jax.random.key(1), (4, *MLP_SHAPE))
 
   def train_out(key):
@@ -266,7 +271,7 @@ def test_binary_layers_stochastic_path():
 
 def test_bn_momentum_and_epsilon_are_used():
   model = models.get_model("binary_mlp", 5, **TINY_MLP, bn_momentum=0.85)
-  variables = _random_variables(model, MLP_SHAPE)
+  variables = random_variables(model, MLP_SHAPE)
   x = jax.random.normal(jax.random.key(0), (6, *MLP_SHAPE))
   _, upd = model.apply(variables, x, train=True, mutable=["batch_stats"])
   old = variables["batch_stats"]["BatchNorm_2"]["mean"]
@@ -281,7 +286,7 @@ def test_bn_momentum_and_epsilon_are_used():
 
 def test_gradients_reach_latent_binary_weights():
   model = models.get_model("binary_mlp", 5, **TINY_MLP, **BNN)
-  variables = _random_variables(model, MLP_SHAPE)
+  variables = random_variables(model, MLP_SHAPE)
   x = jax.random.normal(jax.random.key(0), (6, *MLP_SHAPE))
 
   def loss(params):
@@ -297,7 +302,7 @@ def test_gradients_reach_latent_binary_weights():
 def test_dropout_only_in_training():
   model = models.get_model("binary_mlp", 5, **TINY_MLP, **BNN,
                            dropout_input=0.2, dropout_hidden=0.5)
-  variables = _random_variables(model, MLP_SHAPE)
+  variables = random_variables(model, MLP_SHAPE)
   x = jax.random.normal(jax.random.key(0), (6, *MLP_SHAPE))
   layers = models.layer_list(model, MLP_SHAPE)  # dropout: identity at test
   np.testing.assert_allclose(
@@ -316,7 +321,7 @@ def test_is_binary_kernel_and_forward_names():
             if models.is_binary_kernel(tuple(k.key for k in p), l)]
   assert [tuple(k.key for k in p) for p in chosen] == [
       ("BinaryDense_1", "kernel")]
-  fn = _binary.forward_name
+  fn = models.forward_name
   assert fn("ste_sign", "kernel") == fn(binary.ste_sign, "input") == "sign"
   assert fn(binary.get_quantizer("ste_sign", clip=None), "kernel") == "sign"
   assert fn("stochastic_sign", "kernel") is None
@@ -352,7 +357,7 @@ def test_record_validates_quantizer_attrs():
     models.layer_list(_Bad("input_quantizer", "sign", "flatten"), (3,))
 
 
-@pytest.mark.parametrize("module", [_binary, binary._layers],
+@pytest.mark.parametrize("module", [BINARY_MODELS, BINARY_LAYERS],
                          ids=lambda m: m.__name__)
 def test_docstring_examples(module):
   result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE,

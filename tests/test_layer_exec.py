@@ -36,7 +36,7 @@ ZOO = {  # name: (model, per-example input shape)
 }
 
 
-def _variables(model, input_shape, seed=0):
+def random_variables(model, input_shape, seed=0):
   """Random values for every variable: kernels N(0, 2 / fan_in), nonzero
   biases and BatchNorm statistics (init's zeros and ones hide mistakes)."""
   rng = np.random.default_rng(seed)
@@ -68,7 +68,7 @@ def _close(got, want):
 def test_zoo_model_live_and_exported(name, tmp_path):
   make, shape = ZOO[name]
   model = make()
-  variables = _variables(model, shape)
+  variables = random_variables(model, shape)
   x = np.random.default_rng(1).standard_normal((3, *shape)).astype(
       np.float32)
   layers = models.layer_list(model, shape)
@@ -107,7 +107,7 @@ def test_jit_traces_once_per_input_shape():
   make, shape = ZOO["convnet"]
   model = make()
   run = models.layer_executor(models.layer_list(model, shape),
-                              _variables(model, shape), input_shape=shape)
+                              random_variables(model, shape), input_shape=shape)
   x = np.ones((2, *shape), np.float32)
   a = run(x)
   b = run(x + 1)

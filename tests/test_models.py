@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import models
-from experiments.models import _layers as L
+from experiments.models import layers as L
 from tests import _layer_list_ref as ref
 
 CIFAR = (32, 32, 3)

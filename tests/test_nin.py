@@ -9,7 +9,7 @@ import pytest
 import binary
 from experiments import models
 from tests import _layer_list_ref as ref
-from tests.test_binary_models import _random_variables
+from tests.test_binary_models import random_variables
 
 SHAPE = (8, 8, 2)
 
@@ -50,7 +50,7 @@ def test_xnor_nin_has_seven_binary_layers():
     ids=["sb", "ab", "float", "xnor"])
 def test_layer_list_reproduces_model(kwargs):
   model = models.get_model("nin", 5, width=1 / 16, **kwargs)
-  variables = _random_variables(model, SHAPE)
+  variables = random_variables(model, SHAPE)
   x = jax.random.normal(jax.random.key(1), (3, *SHAPE), jnp.float32)
   out = np.asarray(model.apply(variables, x, train=False))
   layers = models.layer_list(model, SHAPE)

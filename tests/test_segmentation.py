@@ -12,7 +12,6 @@ from experiments import models
 from experiments import segmentation as seg
 from experiments import drivers
 from experiments.configs import gradcount_shapes
-from experiments.models import _segmentation
 from tests import _layer_list_ref as ref
 
 # name -> (input shape, kwargs): small widths keep the test fast.
@@ -102,9 +101,9 @@ def test_output_layers():
 
 # ----------------------------------------------------------------- models --
 def test_make_divisible():
-  assert _segmentation.make_divisible(36) == 40
-  assert _segmentation.make_divisible(4) == 8
-  assert _segmentation.make_divisible(20) == 24  # 16 < 0.9 * 20 -> + 8
+  assert models.make_divisible(36) == 40
+  assert models.make_divisible(4) == 8
+  assert models.make_divisible(20) == 24  # 16 < 0.9 * 20 -> + 8
 
 
 def test_unet_tiny_parameter_count():

@@ -18,7 +18,7 @@ import pytest
 from experiments import models
 from experiments import shrink as shrink_lib
 from experiments import structured
-from tests.test_layer_exec import _variables
+from tests.test_layer_exec import random_variables
 
 
 def _close(got, want):
@@ -323,7 +323,7 @@ def test_zoo_logits_equal_and_smaller(name):
   make, shape = ZOO[name]
   model = make()
   layers = models.layer_list(model, shape)
-  variables = _variables(model, shape)
+  variables = random_variables(model, shape)
   masks = _random_masks(layers, seed=3)
   small, sv = _check_logits(layers, variables, masks, shape)
   before = shrink_lib.parameter_count(layers, variables)
@@ -361,7 +361,7 @@ def test_resnet20_residual_stream_shrinks_where_every_block_removes():
   make, shape = ZOO["resnet20"]
   model = make()
   layers = models.layer_list(model, shape)
-  variables = _variables(model, shape)
+  variables = random_variables(model, shape)
   rng = np.random.default_rng(4)
   masks = {}
   for e in layers:  # the blocks' first convs: random; their inner width

@@ -11,7 +11,7 @@ from experiments import export
 from experiments import models
 from experiments.export import _ops
 from experiments.export import _spec
-from experiments.models import _layers as L
+from experiments.models import layers as L
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -21,7 +21,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from experiments.models import _layers as layers
 from experiments.models._binary import BinaryCNN, BinaryMLP, is_binary_kernel
+from experiments.models._binary import binary_conv, forward_name
 from experiments.models._convnets import Conv2, Conv4, Conv6, ConvNet
 from experiments.models._executor import (
     LayerExecutor, layer_executor, load_executor)
@@ -31,6 +33,7 @@ from experiments.models._mlp import LeNet300100, MLP
 from experiments.models._binary_resnet import BinaryResNet18
 from experiments.models._nin import NIN, binary_conv_names
 from experiments.models._resnet import BasicBlock, ResNet, ResNet20, ResNet56
+from experiments.models._segmentation import make_divisible
 from experiments.models._segmentation import (
     MobileNetV3Small, MobileNetV3SmallSeg32, UNet, UNetSmall, UNetTiny)
 from experiments.models._vgg import VGG, VGG11, VGG16, VGG19, VGG_CFGS
@@ -45,6 +48,11 @@ __all__ = [
     "UNet", "UNetTiny", "UNetSmall", "MobileNetV3Small",
     "MobileNetV3SmallSeg32", "FBSCNN", "FBSConv", "FBSDigitsCNN", "uses_fbs",
     "LayerExecutor", "layer_executor", "load_executor",
+    # Writing a model: `layers` holds the layer-list recording helpers
+    # (`record`, `dense`, `conv`, ...), `binary_conv` records a binary conv
+    # with its quantizers, `forward_name` names a quantizer's forward,
+    # `make_divisible` is MobileNet's channel rounding.
+    "layers", "binary_conv", "forward_name", "make_divisible",
 ]
 
 MODELS: dict[str, type[nn.Module]] = {

@@ -85,7 +85,7 @@ def forward_name(quantizer: Quantizer, role: str) -> Optional[str]:
     >>> forward_name("swish_sign", "kernel"), forward_name(None, "input")
     ('sign', None)
   """
-  name = _none_if_identity(quantizer)
+  name = none_if_identity(quantizer)
   if callable(quantizer):
     fn = quantizer.func if isinstance(quantizer, functools.partial) else (
         quantizer)
@@ -100,7 +100,7 @@ def forward_name(quantizer: Quantizer, role: str) -> Optional[str]:
   return _FORWARD[name]
 
 
-def _none_if_identity(quantizer: Quantizer) -> Quantizer:
+def none_if_identity(quantizer: Quantizer) -> Quantizer:
   """``"identity"``, ``"none"`` and ``""`` (command-line spellings) -> None."""
   if isinstance(quantizer, str) and quantizer.lower() in ("identity",
                                                           "none", ""):
@@ -132,7 +132,7 @@ def _record_binary(op: str, module: nn.Module, x, y, **attrs):
   """Records a BinaryDense/BinaryConv call ``y = module(x)``."""
   if not L.recording_active():
     return y
-  path = L._module_path(module)  # pylint: disable=protected-access
+  path = L.module_path(module)
   params = {"kernel": ["params", *path, "kernel"]}
   if module.use_bias:
     params["bias"] = ["params", *path, "bias"]
@@ -157,12 +157,10 @@ def binary_conv(module: binary.BinaryConv, x, *, train: bool):
     return y
   if x.ndim != 4:
     raise L.LayerListError(f"binary_conv() needs NHWC input, got {x.shape}")
-  # pylint: disable=protected-access
   ks = [int(k) for k in module.kernel_size]
-  strides = L._pairs(module.strides, 2, "strides")
-  padding = L._explicit_padding(module.padding, x.shape[1:3], ks, strides,
+  strides = L.pairs(module.strides, 2, "strides")
+  padding = L.explicit_padding(module.padding, x.shape[1:3], ks, strides,
                                 "conv")
-  # pylint: enable=protected-access
   return _record_binary("conv", module, x, y, kernel_size=ks,
                         strides=strides, padding=padding,
                         feature_group_count=1)
@@ -187,8 +185,8 @@ class _BinaryRecipe(nn.Module):
         self.binary_last or not last)
     if not binary_layer:
       return None, None
-    return (_none_if_identity(self.kernel_quantizer),
-            None if first else _none_if_identity(self.input_quantizer))
+    return (none_if_identity(self.kernel_quantizer),
+            None if first else none_if_identity(self.input_quantizer))
 
   def _weight_layer(self, x, kind: str, index: int, features: int, *,
                     first: bool, last: bool, train: bool):

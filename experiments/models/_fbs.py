@@ -39,7 +39,7 @@ from typing import Sequence, Union
 import flax.linen as nn
 
 from experiments.models import _layers as L
-from sparsity import _fbs
+import sparsity
 
 M_CIFARNET = (64, 64, "M", 128, 128, 128, "M", 192, 192, 192)
 DIGITS_CNN = (32, 32, "M", 64, 64)
@@ -63,7 +63,7 @@ class FBSConv(nn.Module):
     if not self.is_initializing():
       if train:
         self.sow("losses", "fbs_l1",
-                 self.saliency_l1 * _fbs.saliency_l1(g))
+                 self.saliency_l1 * sparsity.saliency_l1(g))
       self.sow("fbs_gates", "keep", pi != 0)
     y = L.conv(nn.Conv(self.features, tuple(self.kernel_size),
                        padding="SAME", use_bias=False), x)

@@ -55,6 +55,8 @@ __all__ = [
     "dense", "conv", "batchnorm", "activation", "relu", "sign", "max_pool",
     "avg_pool", "global_avg_pool", "global_max_pool", "flatten", "add",
     "concat", "upsample", "gate", "wta",
+    # For the zoo's own recording helpers (e.g. the binary convs).
+    "module_path", "pairs", "explicit_padding",
 ]
 
 # The spec's names, as the zoo has always read them from here.
@@ -236,13 +238,16 @@ def layer_list(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
 # Helpers with parameters: they call a Flax module and record it.
 
 
-def _module_path(module: nn.Module) -> list[str]:
+def module_path(module: nn.Module) -> list[str]:
+  """The bound module's scope path (its parameter path), as strings."""
   if module.scope is None:
     raise LayerListError(f"{type(module).__name__} is not bound")
   return [str(p) for p in module.scope.path]
 
 
-def _pairs(value, n: int, what: str) -> list[int]:
+def pairs(value, n: int, what: str) -> list[int]:
+  """A Flax int-or-sequence attribute as `n` ints (None -> ones); `what`
+  names it in the error."""
   if value is None:
     return [1] * n
   if isinstance(value, int):
@@ -253,7 +258,7 @@ def _pairs(value, n: int, what: str) -> list[int]:
   return value
 
 
-def _explicit_padding(padding, in_spatial, window, strides, what):
+def explicit_padding(padding, in_spatial, window, strides, what):
   """Flax/lax padding spec -> [[lo, hi], ...] (explicit pairs)."""
   n = len(in_spatial)
   if isinstance(padding, str):
@@ -283,7 +288,7 @@ def dense(module: nn.Dense, x):
     return y
   if not isinstance(module, nn.Dense):
     raise LayerListError(f"dense() needs an nn.Dense, got {type(module)}")
-  path = _module_path(module)
+  path = module_path(module)
   params = {"kernel": ["params", *path, "kernel"]}
   if module.use_bias:
     params["bias"] = ["params", *path, "bias"]
@@ -299,14 +304,14 @@ def conv(module: nn.Conv, x):
     raise LayerListError(f"conv() needs an nn.Conv, got {type(module)}")
   if x.ndim != 4:
     raise LayerListError(f"conv() needs NHWC input, got shape {x.shape}")
-  ks = _pairs(module.kernel_size, 2, "kernel_size")
-  strides = _pairs(module.strides, 2, "strides")
-  if _pairs(module.kernel_dilation, 2, "kernel_dilation") != [1, 1] or \
-      _pairs(module.input_dilation, 2, "input_dilation") != [1, 1]:
+  ks = pairs(module.kernel_size, 2, "kernel_size")
+  strides = pairs(module.strides, 2, "strides")
+  if pairs(module.kernel_dilation, 2, "kernel_dilation") != [1, 1] or \
+      pairs(module.input_dilation, 2, "input_dilation") != [1, 1]:
     raise LayerListError("dilated convolutions are not in the layer-list ops")
-  padding = _explicit_padding(module.padding, x.shape[1:3], ks, strides,
+  padding = explicit_padding(module.padding, x.shape[1:3], ks, strides,
                               "conv")
-  path = _module_path(module)
+  path = module_path(module)
   params = {"kernel": ["params", *path, "kernel"]}
   if module.use_bias:
     params["bias"] = ["params", *path, "bias"]
@@ -332,7 +337,7 @@ def batchnorm(module: nn.BatchNorm, x):
                          "construct it with use_running_average=not train")
   if module.axis not in (-1, x.ndim - 1, (-1,), (x.ndim - 1,)):
     raise LayerListError("batchnorm() normalises the last axis only")
-  path = _module_path(module)
+  path = module_path(module)
   params = {}
   if module.use_scale:
     params["scale"] = ["params", *path, "scale"]
@@ -379,8 +384,8 @@ def sign(x, quantizer: Callable | None = None, *, name: str | None = None):
 def max_pool(x, window: Sequence[int], strides: Sequence[int],
              padding="VALID", *, name: str | None = None):
   """Max pooling of NHWC x (``strides`` is required: Flax defaults to 1)."""
-  window, strides = _pairs(window, 2, "window"), _pairs(strides, 2, "strides")
-  pads = _explicit_padding(padding, x.shape[1:3], window, strides, "pool")
+  window, strides = pairs(window, 2, "window"), pairs(strides, 2, "strides")
+  pads = explicit_padding(padding, x.shape[1:3], window, strides, "pool")
   y = nn.max_pool(x, tuple(window), tuple(strides),
                   tuple(tuple(p) for p in pads))
   return record("pool", [x], y, name=name, kind="max", **{"global": False},
@@ -391,8 +396,8 @@ def avg_pool(x, window: Sequence[int], strides: Sequence[int],
              padding="VALID", count_include_pad: bool = True, *,
              name: str | None = None):
   """Average pooling of NHWC x."""
-  window, strides = _pairs(window, 2, "window"), _pairs(strides, 2, "strides")
-  pads = _explicit_padding(padding, x.shape[1:3], window, strides, "pool")
+  window, strides = pairs(window, 2, "window"), pairs(strides, 2, "strides")
+  pads = explicit_padding(padding, x.shape[1:3], window, strides, "pool")
   y = nn.avg_pool(x, tuple(window), tuple(strides),
                   tuple(tuple(p) for p in pads),
                   count_include_pad=count_include_pad)
@@ -443,7 +448,7 @@ def concat(xs: Sequence[Any], axis: int = -1, *, name: str | None = None):
 
 def upsample(x, scale: Sequence[int] | int = 2, *, name: str | None = None):
   """Nearest-neighbour upsampling of NHWC x by integer factors."""
-  fh, fw = _pairs(scale, 2, "scale")
+  fh, fw = pairs(scale, 2, "scale")
   y = jnp.repeat(jnp.repeat(x, fh, axis=1), fw, axis=2)
   return record("upsample", [x], y, name=name, method="nearest",
                 scale=[fh, fw])
@@ -459,9 +464,9 @@ def gate(x, g, *, name: str | None = None):
 
 def wta(g, density: float, *, name: str | None = None):
   """k-winners-take-all of (N, C) saliencies, k = ceil(density * C) (FBS)."""
-  from sparsity import _fbs  # pylint: disable=g-import-not-at-top
+  import sparsity  # pylint: disable=g-import-not-at-top
   if g.ndim != 2:
     raise ValueError(f"wta() needs g of shape (N, C), got {g.shape}")
-  k = _fbs.wta_count(density, g.shape[-1])
-  return record("wta", [g], _fbs.winners_take_all(g, k), name=name, k=k,
+  k = sparsity.wta_count(density, g.shape[-1])
+  return record("wta", [g], sparsity.winners_take_all(g, k), name=name, k=k,
                 density=float(density))

@@ -64,7 +64,7 @@ import jax.numpy as jnp
 
 import binary
 from experiments.models import _layers as L
-from experiments.models._binary import binary_conv, _none_if_identity
+from experiments.models._binary import binary_conv, none_if_identity
 
 # (features, kernel, dropout) per conv; "M" max pool, "A" average pool; the
 # last conv has num_classes outputs.
@@ -141,8 +141,8 @@ class NIN(nn.Module):
     cfg = NIN_CFGS[self.variant]
     convs = [c for c in cfg if c not in ("M", "A")]
     init = nn.initializers.normal(0.05)  # the official N(0, 0.05)
-    kq = _none_if_identity(self.kernel_quantizer)
-    iq = _none_if_identity(self.input_quantizer)
+    kq = none_if_identity(self.kernel_quantizer)
+    iq = none_if_identity(self.input_quantizer)
     sign_fn = binary.get_quantizer(iq) if iq is not None else None
     bn = 0
     i = 0
