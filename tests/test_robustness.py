@@ -24,7 +24,9 @@ import helpers
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _tiny(**kw):
+def tiny(**kw):
+  """A 20-step plain run of the small config (also what the preemption
+  subprocess below runs, importing this module)."""
   return helpers.small_config(**{"num_steps": 20, "log_every": 10,
                                  "eval_every": 20, "checkpoint_every": 10,
                                  "pruning.method": "none", **kw})
@@ -32,7 +34,7 @@ def _tiny(**kw):
 
 def test_a_relative_workdir_runs_and_resumes(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
-  config = _tiny()
+  config = tiny()
   summary = drivers.run(config, "runs/rel")  # orbax needs absolute paths
   assert os.path.exists(tmp_path / "runs" / "rel" / "summary.json")
   assert os.path.isdir(tmp_path / "runs" / "rel" / "checkpoints")
@@ -128,13 +130,13 @@ def test_two_runs_on_one_workdir_the_second_is_refused(tmp_path):
     assert holder.stdout.readline().strip() == "locked"
     with pytest.raises(runs.WorkdirError,
                        match=f"in use by another run \\(pid {holder.pid}\\)"):
-      drivers.run(_tiny(), workdir)
+      drivers.run(tiny(), workdir)
     assert sorted(os.listdir(workdir)) == [".lock"]  # nothing written
   finally:
     holder.kill()
     holder.wait()
   # the OS dropped the dead holder's lock: no manual cleaning
-  summary = drivers.run(_tiny(), workdir)
+  summary = drivers.run(tiny(), workdir)
   assert summary["final"]["step"] == 20
   # and the lock is released when the run returns (re-runnable at once)
   locks.lock(workdir)
@@ -174,7 +176,7 @@ def batch(source, step, **kw):
 data_lib.train_batch = batch
 from experiments import drivers, signals
 try:
-  drivers.run(t._tiny(num_steps=40), sys.argv[1])
+  drivers.run(t.tiny(num_steps=40), sys.argv[1])
 except signals.Preempted as e:
   print("PREEMPTED", e.step, flush=True)
   sys.exit(e.exit_code)
@@ -182,7 +184,7 @@ except signals.Preempted as e:
 
 
 def test_sigterm_checkpoints_and_the_rerun_loses_no_step(tmp_path):
-  ref = drivers.run(_tiny(num_steps=40), str(tmp_path / "ref"))
+  ref = drivers.run(tiny(num_steps=40), str(tmp_path / "ref"))
   workdir = str(tmp_path / "pre")
   proc = subprocess.run(
       [sys.executable, "-c", _PREEMPT.format(
@@ -196,23 +198,23 @@ def test_sigterm_checkpoints_and_the_rerun_loses_no_step(tmp_path):
                  if d.isdigit())
   assert steps[-1] == 15, steps  # the preemption step, not 10
   assert not os.path.exists(os.path.join(workdir, "summary.json"))
-  resumed = drivers.run(_tiny(num_steps=40), workdir)
+  resumed = drivers.run(tiny(num_steps=40), workdir)
   assert resumed == ref
 
 
 def test_a_run_that_fails_before_its_first_step_leaves_no_workdir(tmp_path):
   workdir = str(tmp_path / "w")
-  bad = _tiny()
+  bad = tiny()
   bad.model_kwargs.hidden = (64, -3)  # not a layer width: fails in init
   with pytest.raises(Exception):
     drivers.run(bad, workdir)
   assert not os.path.exists(workdir)  # the corrected command may run
-  assert drivers.run(_tiny(), workdir)["final"]["step"] == 20
+  assert drivers.run(tiny(), workdir)["final"]["step"] == 20
 
 
 def test_an_existing_workdir_is_left_byte_identical_by_bad_input(tmp_path):
   workdir = str(tmp_path / "w")
-  drivers.run(_tiny(), workdir)
+  drivers.run(tiny(), workdir)
 
   def listing():
     out = {}
@@ -226,7 +228,7 @@ def test_an_existing_workdir_is_left_byte_identical_by_bad_input(tmp_path):
   before = listing()
   for field, value in (("learning_rate", float("inf")),
                        ("keep_checkpoints", 0), ("seed", 2**40)):
-    bad = _tiny(**{field: value})
+    bad = tiny(**{field: value})
     with pytest.raises(config_check.ConfigError, match=field):
       drivers.run(bad, workdir)
   assert listing() == before
@@ -363,7 +365,7 @@ def test_bad_input_is_one_config_error_and_writes_nothing(tmp_path, case,
   del case
   workdir = str(tmp_path / "new")
   with pytest.raises(config_check.ConfigError) as e:
-    drivers.run(_tiny(**overrides), workdir)
+    drivers.run(tiny(**overrides), workdir)
   assert want in str(e.value) and "\n" not in str(e.value), str(e.value)
   assert not os.path.exists(workdir)
 
@@ -388,7 +390,7 @@ def test_cases_24_25_a_workdir_that_is_or_is_below_a_file(tmp_path, case):
   afile.write_text("mine")
   workdir = str(afile) if case == 24 else str(afile / "sub")
   with pytest.raises(runs.WorkdirError, match="is not a directory"):
-    drivers.run(_tiny(), workdir)
+    drivers.run(tiny(), workdir)
   assert afile.read_text() == "mine"
 
 
@@ -404,10 +406,10 @@ def test_cases_27_28_an_unwritable_workdir(tmp_path, monkeypatch, case):
   monkeypatch.setattr(os, "access", lambda p, m, **kw: (
       False if os.fspath(p) == str(workdir) else real(p, m, **kw)))
   with pytest.raises(runs.WorkdirError, match="is not writable"):
-    drivers.run(_tiny(), str(workdir))
+    drivers.run(tiny(), str(workdir))
   assert os.listdir(workdir) == []
   with pytest.raises(runs.WorkdirError, match="its parent .* is not"):
-    drivers.run(_tiny(), str(workdir / "sub"))
+    drivers.run(tiny(), str(workdir / "sub"))
 
 
 @pytest.mark.skipif(not os.path.exists("/usr/bin/setpriv")
@@ -443,7 +445,7 @@ def test_case_41_two_method_sections_are_refused(tmp_path):
 
 def test_case_47_an_unprepared_tfds_dataset_names_the_command(tmp_path):
   workdir = str(tmp_path / "w")
-  config = _tiny(dataset="mnist", data_dir=str(tmp_path / "nonexistent"))
+  config = tiny(dataset="mnist", data_dir=str(tmp_path / "nonexistent"))
   with pytest.raises(FileNotFoundError,
                      match="launch.prepare_data --dataset=mnist"):
     drivers.run(config, workdir)
@@ -452,25 +454,25 @@ def test_case_47_an_unprepared_tfds_dataset_names_the_command(tmp_path):
 
 def test_case_77_a_truncated_config_json_is_one_line(tmp_path):
   workdir = str(tmp_path / "w")
-  drivers.run(_tiny(), workdir)
+  drivers.run(tiny(), workdir)
   path = os.path.join(workdir, "config.json")
   with open(path, "r+") as f:
     f.truncate(100)
   before = _listing(workdir)
   with pytest.raises(runs.WorkdirError, match="config.json is unreadable"):
-    drivers.run(_tiny(), workdir)
+    drivers.run(tiny(), workdir)
   assert _listing(workdir) == before
 
 
 def test_case_78_a_truncated_summary_is_set_aside_and_rebuilt(tmp_path,
                                                               capsys):
   workdir = str(tmp_path / "w")
-  summary = drivers.run(_tiny(), workdir)
+  summary = drivers.run(tiny(), workdir)
   path = os.path.join(workdir, "summary.json")
   with open(path, "r+") as f:
     f.truncate(50)
   torn = open(path, "rb").read()
-  assert drivers.run(_tiny(), workdir) == summary  # finished again
+  assert drivers.run(tiny(), workdir) == summary  # finished again
   assert open(path + ".unreadable", "rb").read() == torn  # kept
   out = capsys.readouterr().out
   assert "summary.json is unreadable" in out and "moved to" in out
@@ -499,7 +501,7 @@ def test_cases_67_68_an_emptied_or_deleted_checkpoint_file(tmp_path, capsys,
 def test_case_83_export_refuses_an_unfinished_run_unless_allowed(tmp_path):
   from experiments import export  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "w")
-  drivers.run(_tiny(), workdir)
+  drivers.run(tiny(), workdir)
   os.remove(os.path.join(workdir, "summary.json"))  # as if killed at 20
   out = str(tmp_path / "m.sbn")
   with pytest.raises(FileNotFoundError, match="unfinished"):
@@ -603,53 +605,46 @@ def _sweep_args(tmp_path):
            f"--workdir={workdir}"], workdir, run)
 
 
-def test_the_sweep_reruns_a_run_preempted_on_its_own(tmp_path):
-  """A SIGTERM to one run (its node was preempted): it checkpoints and
-  exits 143, and the sweep starts it again at once; it resumes."""
+def test_sweep_preemption_of_a_run_and_of_the_sweep(tmp_path):
+  """1. A SIGTERM to one run (its node was preempted): it checkpoints and
+  exits 143, and the sweep starts it again at once; it resumes. 2. A
+  SIGTERM to the sweep: it passes it to the running run, which
+  checkpoints; the sweep exits 143; re-running the sweep resumes it."""
   import signal  # pylint: disable=g-import-not-at-top
   cmd, workdir, run = _sweep_args(tmp_path)
-  with open(tmp_path / "sweep.log", "w") as log:
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,  # pylint: disable=consider-using-with
-                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  log_path = tmp_path / "sweep.log"
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  with open(log_path, "w") as log:
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log, env=env)  # pylint: disable=consider-using-with
     _wait_for(lambda: _trainer_pid(run), proc, "the run to train")
-    os.kill(_trainer_pid(run), signal.SIGTERM)
-    assert proc.wait(timeout=600) == 0, (tmp_path / "sweep.log").read_text()
-  out = (tmp_path / "sweep.log").read_text()
-  assert "preempted (exit 143)" in out and "re-running it" in out, out
-  assert "[1/1] optimizer=adam,seed=0  test accuracy" in out
+    first = _trainer_pid(run)
+    os.kill(first, signal.SIGTERM)
+    _wait_for(lambda: "re-running it" in log_path.read_text(), proc,
+              "the sweep to re-run the preempted run")
+    _wait_for(lambda: _trainer_pid(run) not in (None, first), proc,
+              "the second attempt to train")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=300) == 143, log_path.read_text()
+  out = log_path.read_text()
+  assert "preempted (exit 143)" in out, out
+  assert "stopped (exit 143)" in out and "re-run the sweep" in out, out
+  assert "launch.sweep: SIGTERM received: 1 run(s) unfinished" in out
   attempts = [json.loads(l) for l in open(workdir / "attempts.jsonl")]
-  assert [a["rc"] for a in attempts] == [143, 0]
+  assert [a["rc"] for a in attempts] == [143, 143]
+  assert not os.path.exists(os.path.join(run, "summary.json"))
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                        timeout=600, env=env)
+  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+  assert "[1/1] optimizer=adam,seed=0  test accuracy" in proc.stdout
   with open(workdir / "logs" / "optimizer=adam,seed=0.out") as f:
-    assert "Resuming" in f.read()
+    assert f.read().count("Resuming") == 2
   with open(os.path.join(run, "summary.json")) as f:
     assert json.load(f)["final"]["step"] == 1000
 
 
-def test_a_sigterm_to_the_sweep_checkpoints_its_runs_exit_143(tmp_path):
-  import signal  # pylint: disable=g-import-not-at-top
-  cmd, workdir, run = _sweep_args(tmp_path)
-  with open(tmp_path / "sweep.log", "w") as log:
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=log,  # pylint: disable=consider-using-with
-                            env=dict(os.environ, JAX_PLATFORMS="cpu"))
-    _wait_for(lambda: _trainer_pid(run), proc, "the run to train")
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(timeout=300) == 143, (tmp_path / "sweep.log").read_text()
-  log = (tmp_path / "sweep.log").read_text()
-  assert "stopped (exit 143)" in log and "re-run the sweep" in log, log
-  assert "launch.sweep: SIGTERM received: 1 run(s) unfinished" in log
-  assert not os.path.exists(os.path.join(run, "summary.json"))
-  assert any(d.isdigit() for d in os.listdir(os.path.join(run,
-                                                          "checkpoints")))
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                        timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu"))
-  assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-  with open(workdir / "logs" / "optimizer=adam,seed=0.out") as f:
-    assert "Resuming" in f.read()
-
-
 def test_case_95_export_of_a_relative_workdir(tmp_path, monkeypatch):
   from experiments import export  # pylint: disable=g-import-not-at-top
-  drivers.run(_tiny(), str(tmp_path / "ref"))
+  drivers.run(tiny(), str(tmp_path / "ref"))
   monkeypatch.chdir(tmp_path)
   info = export.export_run("ref", "rel.sbn")
   assert info["workdir"] == str(tmp_path / "ref")
@@ -682,7 +677,7 @@ def test_case_93_export_names_an_unreadable_newest_checkpoint(tmp_path):
   import shutil  # pylint: disable=g-import-not-at-top
   from experiments import export  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path / "w")
-  drivers.run(_tiny(), workdir)
+  drivers.run(tiny(), workdir)
   shutil.rmtree(os.path.join(workdir, "checkpoints", "20", "meta"))
   before = _listing(workdir)
   with pytest.raises(ValueError, match=r"checkpoint 20 in .* is unreadable"):
@@ -693,6 +688,6 @@ def test_case_93_export_names_an_unreadable_newest_checkpoint(tmp_path):
 
 def test_case_8_a_huge_eval_batch_is_capped_at_the_largest_split():
   from experiments import engine  # pylint: disable=g-import-not-at-top
-  e = engine.Engine(_tiny(eval_batch_size=100_000_000))
+  e = engine.Engine(tiny(eval_batch_size=100_000_000))
   assert e.eval_bs == 1257  # digits' train split; not 1e8 padded rows
-  assert engine.Engine(_tiny()).eval_bs == 512  # unchanged below it
+  assert engine.Engine(tiny()).eval_bs == 512  # unchanged below it
