@@ -16,7 +16,7 @@ def small_config(**overrides):
   config.pruning.end_step = 200
   config.pruning.frequency = 25
   config.model_kwargs.hidden = (64, 32)
-  _apply(config, overrides)
+  apply_overrides(config, overrides)
   return config
 
 
@@ -34,11 +34,12 @@ def small_lottery_config(**overrides):
   config.lottery.levels = 2
   config.lottery.control_seeds = 1
   config.lottery.rates = {"default": 0.2, "Dense_1": 0.1}
-  _apply(config, overrides)
+  apply_overrides(config, overrides)
   return config
 
 
-def _apply(config, overrides):
+def apply_overrides(config, overrides):
+  """Sets each dotted field `key` of `config` to its value, in place."""
   for key, value in overrides.items():
     node = config
     *path, last = key.split(".")

@@ -21,7 +21,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from experiments import checkpointing
-from helpers import _apply  # pylint: disable=protected-access
+from helpers import apply_overrides
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "_fault_runner.py")
@@ -43,7 +43,7 @@ def fpgm_config(**overrides):
   config.lr_decay_steps = (20,)
   config.filterprune.prune_every = 12
   config.filterprune.scratch_b_max_factor = 1.5
-  _apply(config, overrides)
+  apply_overrides(config, overrides)
   return config
 
 
@@ -64,7 +64,7 @@ def slimming_config(**overrides):
   config.filterprune.l1 = 1e-3
   config.filterprune.finetune_steps = 20
   config.filterprune.scratch = False
-  _apply(config, overrides)
+  apply_overrides(config, overrides)
   return config
 
 
@@ -81,7 +81,7 @@ def fbs_config(**overrides):
   config.eval_every = 10
   config.checkpoint_every = 5
   config.keep_checkpoints = 20
-  _apply(config, overrides)
+  apply_overrides(config, overrides)
   return config
 
 
@@ -98,7 +98,7 @@ def benn_config(**overrides):
   config.checkpoint_every = 10
   config.keep_checkpoints = 20
   config.benn.members = 2
-  _apply(config, overrides)
+  apply_overrides(config, overrides)
   return config
 
 
