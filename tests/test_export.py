@@ -24,7 +24,6 @@ from experiments import export
 from experiments import models
 from experiments import drivers
 from experiments import train
-from experiments.export import _from_run
 from tests import _export_check
 from tests import helpers
 
@@ -397,7 +396,7 @@ def test_export_run_refuses_nonzero_pruned_weight(lottery_run, tmp_path,
   monkeypatch.setattr(engine, "load_state", tampered)  # what drivers call
   out = str(tmp_path / "bad.sbn")
   with pytest.raises(export.ExportError, match="pruned weight"):
-    _from_run.export_run(lottery_run["run"], out, level=1)
+    export.export_run(lottery_run["run"], out, level=1)
   assert not os.path.exists(out)
 
 

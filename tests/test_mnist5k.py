@@ -148,7 +148,7 @@ def test_lenet_300_100_trains_and_evaluates_without_jax(tmp_path):
   """A short LeNet-300-100 run (784-300-100-10) beats chance by far; the
   exported model evaluates on mnist5k in launch.evaluate (no JAX)."""
   from experiments import drivers  # pylint: disable=g-import-not-at-top
-  from experiments.export import _from_run  # pylint: disable=g-import-not-at-top
+  from experiments import export  # pylint: disable=g-import-not-at-top
   from tests import helpers  # pylint: disable=g-import-not-at-top
   config = helpers.small_config(**{
       'dataset': 'mnist5k', 'model': 'lenet_300_100', 'num_steps': 150,
@@ -164,7 +164,7 @@ def test_lenet_300_100_trains_and_evaluates_without_jax(tmp_path):
   assert accuracy > 0.7, accuracy  # chance: 0.1
 
   out = str(tmp_path / 'lenet.sbn')
-  _from_run.export_run(workdir, out)
+  export.export_run(workdir, out)
   code = _OFFLINE + """
 import runpy
 sys.argv = ["launch.evaluate", *sys.argv[1:]]
