@@ -12,7 +12,9 @@ here; the model zoo records its lists against it.
 
 Everything imported here is NumPy (+ numba, SciPy when present) only: the
 evaluator runs where JAX is not installed.  The JAX-side glue that reads a
-run's workdir is :func:`export_run` (imported lazily).  File format:
+run's workdir is :func:`export_run`, the one that writes a user's own model
+checked against the evaluator :func:`export_model` (both imported
+lazily).  File format:
 ``_format.py`` (container), ``_encode.py`` (layers and kernel encodings),
 ``_pack.py`` (bit planes; version 2 adds BatchNorm read only through a
 sign stored as a per-channel threshold, ``bn_threshold=True``; version 3
@@ -65,7 +67,7 @@ __all__ = [
     "ACTIVATION_KINDS", "ARITY", "ATTRIBUTES", "INPUT_QUANTIZERS",
     "KERNEL_QUANTIZERS", "LAYER_OPS", "RESERVED_KEYS", "SpecError",
     "ZERO_PRESERVING", "check_entry",
-    "VERSIONS", "check_pruned_zero", "encode", "export_run",
+    "VERSIONS", "check_pruned_zero", "encode", "export_model", "export_run",
     "foldable_batchnorms", "is_ensemble_file", "layer_arrays",
     "numba_available", "read", "sign_read_batchnorms", "write",
     "write_model",
@@ -93,3 +95,14 @@ def export_run(workdir, out, *, level=None, member=None, overwrite=False,
                               bn_fold=bn_fold,
                               allow_unfinished=allow_unfinished,
                               shrink=shrink)
+
+
+def export_model(path, model, variables, *, input_shape, **kwargs) -> dict:
+  """Writes a user's own Linen model (or a callable with its layer list)
+  to ``path``, after checking the file's logits against the model's on a
+  batch; a mismatch names the first differing layer and writes nothing
+  (needs JAX; ``experiments.models.export_model``, ``_export.py`` there,
+  has the arguments)."""
+  from experiments.export import _from_run  # pylint: disable=g-import-not-at-top
+  return _from_run.export_model(path, model, variables,
+                                input_shape=input_shape, **kwargs)

@@ -35,6 +35,9 @@ from experiments.export import _encode
 from experiments.export import write_model
 from experiments.export._ensemble import ENSEMBLE_FORMAT
 
+# A user's own model, for experiments.export.export_model (JAX side).
+export_model = models.export_model
+
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The run's config from ``workdir/config.json``."""

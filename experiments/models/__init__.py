@@ -12,6 +12,9 @@ named ``kernel``.
 contract; recorded by ``_layers.py``).  ``layer_executor(layers,
 variables)`` and ``load_executor(path)`` run a layer list (live, or an
 exported ``.sbn`` file) as one jitted JAX function (``_executor.py``).
+``export_model(path, model, variables, input_shape=...)`` writes a user's
+own model, checked against the evaluator on a batch first
+(``_export.py``; also ``experiments.export.export_model``).
 """
 from __future__ import annotations
 
@@ -27,8 +30,10 @@ from experiments.models._binary import binary_conv, forward_name
 from experiments.models._convnets import Conv2, Conv4, Conv6, ConvNet
 from experiments.models._executor import (
     LayerExecutor, layer_executor, load_executor)
+from experiments.models._export import export_model
 from experiments.models._fbs import FBSCNN, FBSConv, FBSDigitsCNN, uses_fbs
 from experiments.models._layers import LayerListError, layer_list
+from experiments.models._layers import layer_outputs
 from experiments.models._mlp import LeNet300100, MLP
 from experiments.models._binary_resnet import BinaryResNet18
 from experiments.models._nin import NIN, binary_conv_names
@@ -48,6 +53,8 @@ __all__ = [
     "UNet", "UNetTiny", "UNetSmall", "MobileNetV3Small",
     "MobileNetV3SmallSeg32", "FBSCNN", "FBSConv", "FBSDigitsCNN", "uses_fbs",
     "LayerExecutor", "layer_executor", "load_executor",
+    # A user's own model: the verified export, the recorded intermediates.
+    "export_model", "layer_outputs",
     # Writing a model: `layers` holds the layer-list recording helpers
     # (`record`, `dense`, `conv`, ...), `binary_conv` records a binary conv
     # with its quantizers, `forward_name` names a quantizer's forward,

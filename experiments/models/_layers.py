@@ -51,7 +51,7 @@ from experiments import export
 
 __all__ = [
     "ACTIVATIONS", "INPUT_QUANTIZERS", "KERNEL_QUANTIZERS", "LayerListError",
-    "layer_list", "record", "recording_active",
+    "layer_list", "layer_outputs", "record", "recording_active",
     "dense", "conv", "batchnorm", "activation", "relu", "sign", "max_pool",
     "avg_pool", "global_avg_pool", "global_max_pool", "flatten", "add",
     "concat", "upsample", "gate", "wta",
@@ -98,6 +98,7 @@ class _Recorder:
     self._keep_alive: list[Any] = []  # so that ids are never reused
     self._counters: collections.Counter = collections.Counter()
     self._names: set[str] = {"input"}
+    self.outputs: dict[str, Any] | None = None  # name -> output, if kept
 
   def bind(self, array, name: str) -> None:
     self._name_of_id[id(array)] = name
@@ -197,6 +198,8 @@ def record(op: str, inputs: Sequence[Any], output, *,
   rec.claim(name)
   rec.entries.append(entry)
   rec.bind(output, name)
+  if rec.outputs is not None:
+    rec.outputs[name] = output
   return output
 
 
@@ -232,6 +235,32 @@ def layer_list(model: nn.Module, input_shape: Sequence[int]) -> list[dict]:
   if dangling:
     raise LayerListError(f"recorded layers not used by the output: {dangling}")
   return copy.deepcopy(rec.entries)
+
+
+def layer_outputs(model: nn.Module, variables, x) -> dict[str, jax.Array]:
+  """Every recorded layer's output for the batch ``x``, by layer name.
+
+  Runs ``model.apply(variables, x, train=False)`` (jitted) while recording,
+  so the names are those of :func:`layer_list` and the values the model's
+  own intermediates (not a re-execution of the list); the last entry is
+  the model's output.  Raises :class:`LayerListError` as
+  :func:`layer_list` does.
+  """
+  rec = _Recorder()
+  rec.outputs = {}
+
+  def run(variables, x):
+    rec.bind(x, "input")
+    with _recording(rec):
+      out = model.apply(variables, x, train=False)
+    if not rec.entries or rec.name_of(out, "<model output>") != (
+        rec.entries[-1]["name"]):
+      raise LayerListError(
+          "the model output is not the output of the last recorded op")
+    return dict(rec.outputs)
+
+  outs = jax.jit(run)(variables, jnp.asarray(x, jnp.float32))
+  return {e["name"]: outs[e["name"]] for e in rec.entries}  # model order
 
 
 # --------------------------------------------------------------------------
