@@ -93,7 +93,18 @@ def first_difference(file_layers: Sequence[Mapping[str, Any]],
                      rtol: float) -> str | None:
   """The first layer, in the reference's order, whose file output differs
   from the reference output of the same name (or is missing), as one
-  line; None if every layer agrees."""
+  line; None if every layer agrees.
+
+  >>> ones = np.ones((1, 2), np.float32)
+  >>> reference = {"D": ones, "relu_0": ones}
+  >>> first_difference([{"name": "D"}], {"D": ones}, reference,
+  ...                  atol=1e-4, rtol=1e-4)
+  "layer 'relu_0' of the JAX model is missing from the file"
+  >>> first_difference([{"name": "D"}, {"name": "relu_0"}],
+  ...                  {"D": ones, "relu_0": 0 * ones}, reference,
+  ...                  atol=1e-4, rtol=1e-4)
+  "layer 'relu_0' differs from the JAX model (max |diff| 1)"
+  """
   by_name = {e["name"]: e for e in file_layers}
   for name, ref in reference.items():
     if name not in by_name:
