@@ -309,7 +309,7 @@ def run_data_parallel_subprocess(n_devices: int = 4, timeout: float = 300
   env["PYTHONPATH"] = os.pathsep.join(
       [tests_dir, root] + [p for p in [env.get("PYTHONPATH")] if p])
   code = ("import sys, json, conformance; "
-          f"json.dump(conformance._device_main({n_devices}), sys.stdout)")
+          f"json.dump(conformance.device_main({n_devices}), sys.stdout)")
   proc = subprocess.run([sys.executable, "-c", code], env=env,
                         capture_output=True, text=True, timeout=timeout,
                         check=False)
@@ -318,7 +318,9 @@ def run_data_parallel_subprocess(n_devices: int = 4, timeout: float = 300
   return json.loads(proc.stdout)
 
 
-def _device_main(n_devices: int) -> dict:
+def device_main(n_devices: int) -> dict:
+  """Every transform's data-parallel run on `n_devices` devices, by name;
+  what the device subprocess above runs and prints as JSON."""
   assert jax.device_count() == n_devices, jax.devices()
   return {t.name: data_parallel_run(t, n_devices) for t in TRANSFORMS}
 
