@@ -86,6 +86,7 @@ from experiments import models as models_lib
 from experiments import optimizers
 from experiments import runs
 from experiments import scratch
+from experiments import shrink
 from experiments import structured
 from experiments import train
 import sparsity
@@ -318,7 +319,9 @@ class Driver:
         "dense_macs": macs["dense_macs"], "macs": macs["macs"],
         "layers": macs["layers"],
         "filters_kept": int(sum(np.sum(k) for k in keep.values())),
-        "filters": int(sum(np.size(k) for k in keep.values()))}
+        "filters": int(sum(np.size(k) for k in keep.values())),
+        "shrunk": shrink.state_shrunk_size(self.layers, final,
+                                           input_shape=self.input_shape)}
     if fp.method == "fpgm":
       summary["structured"].update(criterion=fp.criterion,
                                    rates=self.fpgm_rates(),

@@ -68,6 +68,7 @@ from experiments import optimizers
 from experiments import runs
 from experiments import scratch
 from experiments import segmentation
+from experiments import shrink
 from experiments import structured
 from experiments import train
 import sparsity
@@ -319,7 +320,10 @@ def run(config, workdir: str) -> dict:
     summary["final"]["filters_remaining_fraction"] = (
         counts["filters_kept"] / max(counts["filters"], 1))
   summary["gradcount"] = {"method": gc.method, "target_sparsity": target,
-                          "removable_layers": setup.removable}
+                          "removable_layers": setup.removable,
+                          "shrunk": shrink.state_shrunk_size(
+                              setup.layers, state,
+                              input_shape=engine.dataset.input_shape)}
   macs = pruned_macs(setup, state)
   summary["final"]["macs_fraction"] = macs["macs_fraction"]
   if gc.get("scratch", False):

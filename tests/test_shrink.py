@@ -413,6 +413,9 @@ def test_export_shrink_of_a_slimming_run(tmp_path):
   big = export.Model.load(full, use_numba=False)
   counts = small.meta["shrink"]
   assert counts["shrunk_parameters"] < counts["parameters"]
+  recorded = summary["structured"]["shrunk"]  # what the driver recorded
+  assert (recorded["parameters"], recorded["shrunk_parameters"]) == (
+      counts["parameters"], counts["shrunk_parameters"])
   assert f"shrunk: {counts['shrunk_parameters']} of " in info.stdout
   widths = {e["name"]: e["shape"][-1] for e in small.header["layers"]}
   assert widths["Conv_0"] + widths["Conv_1"] == 24 - 12  # floor(24 / 2)
