@@ -66,6 +66,7 @@ from experiments import models as models_lib
 from experiments import optimizers
 from experiments import runs
 from experiments import scratch
+from experiments import shrink
 from experiments import structured
 import sparsity
 
@@ -337,6 +338,10 @@ class Driver:
     }
     if baselines is not None:
       out["baselines"] = baselines
+    input_shape = self.engine.dataset.input_shape
+    out["shrunk"] = shrink.state_shrunk_size(
+        models_lib.layer_list(self.model, input_shape), final,
+        input_shape=input_shape)
     return out
 
   def pruned_macs(self, state) -> dict:
