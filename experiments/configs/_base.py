@@ -219,3 +219,92 @@ def gradcount_section(**overrides) -> ml_collections.ConfigDict:
   gc.scratch = True           # Scratch-E / Scratch-B of the final mask
   gc.scratch_b_max_factor = 2.0  # cap on Scratch-B's step factor (0: none)
   return _section(gc, overrides)
+
+
+# ------------------------------------------------------------- families --
+# A family's shared recipe, so that its configs (one file each, the paths
+# the README and the tests name) import only this module and restate
+# nothing.
+def lottery_conv_cifar10(model: str, *, num_convs: int, num_steps: int,
+                         learning_rate: float,
+                         conv_rate: float) -> ml_collections.ConfigDict:
+  """Frankle & Carbin's Conv-2/4/6 on CIFAR-10 (Fig. 2): Adam, batch 60,
+  layer-wise rates conv `conv_rate`, fc 0.2, output (``Dense_2``) 0.1,
+  20 levels, reset to init, 3 control seeds."""
+  config = get_config()
+  config.dataset = "cifar10"
+  config.model = model
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.num_steps = num_steps
+  config.batch_size = 60
+  config.optimizer = "adam"
+  config.learning_rate = learning_rate
+  config.log_every = 1000
+  config.eval_every = 100
+  config.checkpoint_every = 2500
+  config.keep_checkpoints = 1
+  config.eval_batch_size = 1000
+  rates = {"default": 0.2, "Dense_2": 0.1}
+  rates.update({f"Conv_{i}": conv_rate for i in range(num_convs)})
+  config.lottery = lottery_section(
+      levels=20, control_seeds=3, rates=ml_collections.ConfigDict(rates))
+  return config
+
+
+def lottery_resnet20_cifar10(reset: str) -> ml_collections.ConfigDict:
+  """ResNet-20 on CIFAR-10 with global pruning of the convs by 20 % a
+  level, 10 levels, rewinding to step 500 (`reset`: ``"rewind"`` (Frankle
+  et al. 2019) or ``"lr_rewind"`` (Renda et al. 2020: the final weights,
+  the schedule replayed from the rewind step)); SGD momentum 0.1, step
+  decay at 20K and 25K of 30K."""
+  config = get_config()
+  config.dataset = "cifar10"
+  config.model = "resnet20"
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.num_steps = 30_000
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.optimizer = "momentum"
+  config.momentum = 0.9
+  config.learning_rate = 0.1
+  config.weight_decay = 1e-4
+  config.lr_schedule = "step"
+  config.lr_decay_steps = (20_000, 25_000)
+  config.lr_decay_factor = 0.1
+  config.log_every = 500
+  config.eval_every = 500
+  config.checkpoint_every = 2500
+  config.keep_checkpoints = 1
+  config.lottery = lottery_section(
+      levels=10, reset=reset, rewind_step=500, scope="global",
+      global_rate=0.2, global_include=("*Conv_*",), control_seeds=2)
+  return config
+
+
+DIGITS_STEPS_PER_EPOCH = 20  # about one epoch of digits' train split at 64
+
+
+def digits_vgg() -> ml_collections.ConfigDict:
+  """The digits BatchNorm VGG (conv 32-32-M-64-64) and its SGD recipe
+  (100 epochs, momentum 0.9, lr 0.05 decayed by 0.2 at epochs 50, 75,
+  90, weight decay 5e-4) that FPGM and Network Slimming start from; no
+  method section."""
+  epoch = DIGITS_STEPS_PER_EPOCH
+  config = get_config()
+  config.model = "vgg11"
+  config.model_kwargs = ml_collections.ConfigDict(
+      {"cfg": (32, 32, "M", 64, 64)})
+  config.num_steps = 100 * epoch
+  config.batch_size = 64
+  config.optimizer = "momentum"
+  config.momentum = 0.9
+  config.learning_rate = 0.05
+  config.weight_decay = 5e-4
+  config.lr_schedule = "step"
+  config.lr_decay_steps = (50 * epoch, 75 * epoch, 90 * epoch)
+  config.lr_decay_factor = 0.2
+  config.log_every = 200
+  config.eval_every = 500
+  config.checkpoint_every = 500
+  config.keep_checkpoints = 1
+  return config

@@ -47,31 +47,14 @@ import ml_collections
 
 from experiments.configs import _base
 
-STEPS_PER_EPOCH = 20  # about one epoch of the digits training split at batch 64
+STEPS_PER_EPOCH = _base.DIGITS_STEPS_PER_EPOCH
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  # The digits BatchNorm VGG and its SGD recipe (as in slimming_digits.py).
-  config.model = "vgg11"
-  config.model_kwargs = ml_collections.ConfigDict(
-      {"cfg": (32, 32, "M", 64, 64)})
-  config.num_steps = 100 * STEPS_PER_EPOCH
-  config.batch_size = 64
-  config.optimizer = "momentum"
-  config.momentum = 0.9
-  config.learning_rate = 0.05
-  config.weight_decay = 5e-4
-  config.lr_schedule = "step"
-  config.lr_decay_steps = (50 * STEPS_PER_EPOCH, 75 * STEPS_PER_EPOCH,
-                           90 * STEPS_PER_EPOCH)
-  config.lr_decay_factor = 0.2
-  config.log_every = 200
-  config.eval_every = 500
-  config.checkpoint_every = 500
-  config.keep_checkpoints = 1
+  config = _base.digits_vgg()  # as slimming_digits.py
   config.filterprune = _base.filterprune_section(method="fpgm", rate=0.4)
   return config
+
 
 
 def get_sweep() -> dict:

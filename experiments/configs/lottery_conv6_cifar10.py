@@ -21,22 +21,5 @@ from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  config.dataset = "cifar10"
-  config.model = "conv6"
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 30000
-  config.batch_size = 60
-  config.optimizer = "adam"
-  config.learning_rate = 0.0003
-  config.log_every = 1000
-  config.eval_every = 100
-  config.checkpoint_every = 2500
-  config.keep_checkpoints = 1
-  config.eval_batch_size = 1000
-  # Layer-wise rates: conv 0.15, fc 0.2, output (Dense_2) 0.1.
-  rates = {"default": 0.2, "Dense_2": 0.1}
-  rates.update({f"Conv_{i}": 0.15 for i in range(6)})
-  config.lottery = _base.lottery_section(
-      levels=20, control_seeds=3, rates=ml_collections.ConfigDict(rates))
-  return config
+  return _base.lottery_conv_cifar10("conv6", num_convs=6, num_steps=30000,
+                                    learning_rate=0.0003, conv_rate=0.15)

@@ -23,26 +23,5 @@ from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  config.dataset = "cifar10"
-  config.model = "resnet20"
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 30_000
-  config.batch_size = 128
-  config.eval_batch_size = 1000
-  config.optimizer = "momentum"
-  config.momentum = 0.9
-  config.learning_rate = 0.1
-  config.weight_decay = 1e-4
-  config.lr_schedule = "step"
-  config.lr_decay_steps = (20_000, 25_000)
-  config.lr_decay_factor = 0.1
-  config.log_every = 500
-  config.eval_every = 500
-  config.checkpoint_every = 2500
-  config.keep_checkpoints = 1
   # Renda et al.: the final weights, the schedule replayed from rewind_step.
-  config.lottery = _base.lottery_section(
-      levels=10, reset="lr_rewind", rewind_step=500, scope="global",
-      global_rate=0.2, global_include=("*Conv_*",), control_seeds=2)
-  return config
+  return _base.lottery_resnet20_cifar10(reset="lr_rewind")
