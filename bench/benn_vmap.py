@@ -2,7 +2,7 @@
 
   python -m bench.benn_vmap [--quick] [--members=8]
 
-Both sides run the trainer's own step (`train.make_train_step`, the
+Both sides run the trainer's own step (`engine.make_train_step`, the
 benn_digits recipe: semi-binary NIN width 1/4, Adam, cross-entropy, batch
 64 of 8x8 digits), jitted with donated state; the vmap side is
 `jax.vmap` of that step over a stacked state of K members and a stacked
@@ -22,7 +22,6 @@ import numpy as np
 from bench._timing import interleaved_medians
 from experiments import benn_run
 from experiments import data as data_lib
-from experiments import train
 from experiments.configs import benn_digits
 
 

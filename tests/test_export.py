@@ -11,7 +11,6 @@ folded into BinaryConnect layers, format version 3).
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
