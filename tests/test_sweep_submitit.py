@@ -133,6 +133,17 @@ def test_task_outside_submitit_returns_143(tmp_path):
   assert isinstance(task.checkpoint(), submitit.helpers.DelayedSubmission)
 
 
+def _without_slurm(*args):
+  """`launch` with no `srun` on PATH (CI starts a one-node SLURM)."""
+  path = os.pathsep.join(
+      d for d in os.environ["PATH"].split(os.pathsep)
+      if not os.path.exists(os.path.join(d or ".", "srun")))
+  return subprocess.run([sys.executable, "-m", "launch.sweep", *args],
+                        cwd=ROOT, env=dict(os.environ, JAX_PLATFORMS="cpu",
+                                           PATH=path),
+                        capture_output=True, text=True, timeout=600)
+
+
 def test_bad_flags_exit_2_nothing_written(tmp_path):
   path = write_sweep(tmp_path, [{"optimizer": ["sgd"]}])
   workdir = tmp_path / "w"
@@ -140,10 +151,10 @@ def test_bad_flags_exit_2_nothing_written(tmp_path):
       (["--executor=submitit_local", "--slurm_time=0"], "--slurm_time"),
       (["--executor=nope"], "executor"),
       (["--slurm_partition=gpu"], "--executor"),
-      (["--executor=slurm"], "submitit_local"),  # no SLURM here
+      (["--executor=slurm"], "submitit_local"),  # no SLURM (srun) here
       (["--collect"], "sweep.json"),
   ]:
-    proc = launch(f"--config={path}", f"--workdir={workdir}", *flags)
+    proc = _without_slurm(f"--config={path}", f"--workdir={workdir}", *flags)
     assert proc.returncode == 2, (flags, proc.stdout, proc.stderr)
     lines = error_lines(proc)
     assert len(lines) == 1 and words in lines[0], (flags, proc.stderr)
