@@ -1,0 +1,558 @@
+r"""The README's result tables as artifacts: run, tabulate, record the machine.
+
+A *table* (`Table`, registered in `TABLES`) names the runs behind one README
+table (a config file, its overrides, the seeds) and a builder that turns
+the finished runs into rows. `make(table, ...)` (what
+`python -m launch.results --table=NAME` calls) runs what is missing and
+writes, in the results folder (`results/` by default):
+
+  NAME.md    the title, the table, the seeds, the exact commands and the
+             machine the runs ran on (CPU model, core count, jax / jaxlib /
+             flax / optax versions, the date the last run finished, the
+             runs' wall time)
+  NAME.csv   the table's numbers at full precision, one row per row
+  NAME.png   a plot, for tables that have one
+
+Runs go through the sweep machinery (`experiments.sweep`), one one-point
+sweep per seed in `RUNS/seed_<s>/` (`RUNS` = `results/runs/NAME` by
+default, git-ignored): each is a `launch.train` subprocess, a finished run
+(its `summary.json`) is skipped and a killed one resumes from its newest
+checkpoint, so re-running the command resumes; `--seeds=N` (the first N
+seeds) reuses every seed already run. `RUNS/seed_<s>/machine.json` records
+the machine a seed's runs ran on, written when they ran, so a later
+re-tabulation elsewhere still names the right machine.
+
+The README holds each table between the markers
+
+  <!-- results/NAME.md -->
+  | ... the table of results/NAME.md ... |
+  <!-- end results/NAME.md -->
+
+and `tests/test_results.py` checks that every such block equals its file's
+table (`table_of`), so the README cannot drift from what the command
+writes; `update_readme` (`--update_readme`) rewrites the block.
+
+Every mean, sample std, 95 % interval and paired verdict comes from
+`experiments.stats`. CPU figures vary slightly between processors (XLA's
+CPU code differs), so each file names its machine.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import shlex
+from collections.abc import Callable, Sequence
+from importlib import metadata
+
+from experiments import lottery_report
+from experiments import stats
+from experiments import sweep as sweep_lib
+
+ROOT = sweep_lib.ROOT
+RESULTS_DIR = os.path.join(ROOT, "results")
+README = os.path.join(ROOT, "README.md")
+VERSIONED = ("jax", "jaxlib", "flax", "optax")
+
+
+class ResultsError(ValueError):
+  """Bad input to the results command (one line)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+  """One finished seed of a table: its seed, workdir and summary.json."""
+  seed: int
+  workdir: str
+  summary: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+  """A table's content: the markdown header and rows (strings), the CSV's
+  header and rows (numbers), and notes printed under the table."""
+  header: list
+  rows: list
+  csv_header: list
+  csv_rows: list
+  notes: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  """One result table: the runs behind it and how to tabulate them.
+
+  `config` is relative to the repository root; `overrides` are
+  `--config.<field>=<value>` of every run; `build(runs)` gets the finished
+  runs in seed order; `plot(runs, path)` (optional) writes the PNG.
+  `test_only` tables exist for tests/test_results.py (tiny, tmp dirs).
+  """
+  name: str
+  title: str
+  config: str
+  seeds: tuple
+  build: Callable[[list], Built]
+  overrides: tuple = ()
+  plot: Callable[[list, str], None] | None = None
+  description: str = ""
+  test_only: bool = False
+
+
+# ------------------------------------------------------------ builders --
+def _acc(values: Sequence[float]) -> str:
+  """One value as is; several as mean ± sample std [95% CI]."""
+  if len(values) == 1:
+    return f"{values[0]:.4f}"
+  return stats.format_mean_std_ci(stats.summarize(values), with_n=False)
+
+
+def _read_json(path: str):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _control_values(workdir: str, level: int, name: str) -> list:
+  """The test accuracies (and early-stop steps) of a lottery run's control
+  `name` at `level`, one per control seed, in seed order."""
+  d = os.path.join(workdir, f"level_{level:02d}", "controls")
+  out = []
+  while os.path.exists(p := os.path.join(d, f"{name}_{len(out)}",
+                                         "result.json")):
+    out.append(_read_json(p))
+  return out
+
+
+def lottery_table(runs: list) -> Built:
+  """Per level: remaining %, ticket, random re-init, random prune (test
+  accuracy), ticket − re-init (paired, with verdict), early-stop steps.
+
+  Several seeds: every arm is summarized over the seeds (a control's value
+  per seed is the mean over that run's control seeds); ticket − re-init is
+  the paired difference over seeds (`stats.paired`). One seed (the main
+  job): the ticket is one value, the controls are summarized over their
+  own seeds, and ticket − re-init is the one pair (ticket, mean re-init)
+  of that seed: no interval, "indistinguishable at n=1".
+  """
+  levels = [r["level"] for r in runs[0].summary["levels"]]
+  one = len(runs) == 1
+  header = ["level", "remaining %", "ticket", "random re-init",
+            "random prune", "ticket − re-init", "early-stop step: ticket",
+            "early-stop step: re-init"]
+  csv_header = ["level", "remaining_percent"]
+  for arm in ("ticket", "random_reinit", "random_prune"):
+    csv_header += [f"{arm}_{k}" for k in ("n", "mean", "std", "ci95_lo",
+                                          "ci95_hi")]
+  csv_header += ["diff_n", "diff_mean", "diff_std", "diff_ci95_lo",
+                 "diff_ci95_hi", "verdict", "ticket_early_stop_mean",
+                 "reinit_early_stop_mean"]
+  rows, csv_rows = [], []
+  for i, level in enumerate(levels):
+    trunk = [r.summary["levels"][i] for r in runs]
+    remaining = 100 * sum(t["remaining_fraction"] for t in trunk) / len(trunk)
+    ticket = [t["test_accuracy"] for t in trunk]
+    ticket_es = [t["early_stop_step"] for t in trunk]
+    arms, es = {}, {}
+    for name in ("random_reinit", "random_prune"):
+      per_run = [_control_values(r.workdir, level, name) for r in runs]
+      if not all(per_run):
+        continue
+      if one:
+        arms[name] = [c["test_accuracy"] for c in per_run[0]]
+        es[name] = [c["early_stop_step"] for c in per_run[0]]
+      else:
+        arms[name] = [sum(c["test_accuracy"] for c in cs) / len(cs)
+                      for cs in per_run]
+        es[name] = [sum(c["early_stop_step"] for c in cs) / len(cs)
+                    for cs in per_run]
+    diff = None
+    if "random_reinit" in arms:
+      reinit = arms["random_reinit"]
+      diff = stats.paired(ticket, [sum(reinit) / len(reinit)] if one
+                          else reinit)
+    mean_es = lambda xs: sum(xs) / len(xs)
+    rows.append([
+        str(level), f"{remaining:.1f}", _acc(ticket),
+        *(_acc(arms[n]) if n in arms else "-"
+          for n in ("random_reinit", "random_prune")),
+        stats.format_paired(diff) if diff else "-",
+        (f"{mean_es(ticket_es):.0f}" if one else
+         f"{mean_es(ticket_es):.0f} ± {stats.summarize(ticket_es)['std']:.0f}"),
+        (f"{mean_es(es['random_reinit']):.0f}" if "random_reinit" in es
+         else "-")])
+    row = [level, remaining]
+    for values in (ticket, arms.get("random_reinit"),
+                   arms.get("random_prune")):
+      if values:
+        s = stats.summarize(values)
+        ci = s["ci95"] or (None, None)
+        row += [s["n"], s["mean"], s["std"], *ci]
+      else:
+        row += [0, None, None, None, None]
+    if diff:
+      ci = diff["ci95"] or (None, None)
+      row += [diff["n"], diff["mean_diff"], diff["std"], *ci,
+              diff["verdict"]]
+    else:
+      row += [0, None, None, None, None, None]
+    row += [mean_es(ticket_es),
+            mean_es(es["random_reinit"]) if "random_reinit" in es else None]
+    csv_rows.append(row)
+  s0 = runs[0].summary
+  n_controls = len(_control_values(runs[0].workdir, levels[-1],
+                                   "random_reinit"))
+  if one:
+    notes = (f"Test accuracy ({s0['model']} on {s0['dataset']}, seed "
+             f"{runs[0].seed}). The ticket is one run; each control is "
+             f"mean ± sample std [95% CI, Student t] over its {n_controls} "
+             "seeds; ticket − re-init is the ticket minus the re-init "
+             "mean, one pair (one trunk seed), so no interval. "
+             "Early-stop step: minimum validation loss (the ticket's; the "
+             "re-init's mean over its seeds).")
+  else:
+    notes = (f"Test accuracy ({s0['model']} on {s0['dataset']}), mean ± "
+             f"sample std [95% CI, Student t] over {len(runs)} seeds "
+             f"({', '.join(str(r.seed) for r in runs)}); each seed is one "
+             f"IMP run with {n_controls} random re-init and random prune "
+             "control(s) per level (a control's value per seed: the mean "
+             "over them). Ticket − re-init: the paired difference over seeds "
+             "with its verdict. Early-stop step: minimum validation loss, "
+             "mean ± sample std over seeds (re-init: mean).")
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
+def lottery_plot(runs: list, path: str) -> None:
+  """`lottery_report.plot` of the seeds' summaries."""
+  lottery_report.plot([r.summary for r in runs], path)
+
+
+# ------------------------------------------------------------ registry --
+TABLES = {t.name: t for t in (
+    Table(
+        name="main_job",
+        title="Results of the main job: lottery tickets on digits",
+        config="experiments/configs/lottery_digits.py", seeds=(0,),
+        build=lottery_table, plot=lottery_plot,
+        description="lottery_digits.py as shipped: seed 0, 2 seeds per "
+        "control"),
+    Table(
+        name="lottery_mnist5k",
+        title="Lottery tickets on real MNIST images (mnist5k)",
+        config="experiments/configs/lottery_lenet_mnist5k.py",
+        seeds=(0, 1, 2, 3, 4), build=lottery_table, plot=lottery_plot,
+        description="LeNet-300-100 on mnist5k, 18 levels, 5 seeds"),
+    Table(
+        name="tiny_test",
+        title="A tiny lottery run (tests only)",
+        config="experiments/configs/lottery_digits.py", seeds=(0,),
+        overrides=(("num_steps", 20), ("eval_every", 10), ("log_every", 10),
+                   ("checkpoint_every", 20), ("lottery.levels", 1),
+                   ("lottery.control_seeds", 1)),
+        build=lottery_table, plot=None,
+        description="tests/test_results.py: 1 level, 20 steps",
+        test_only=True),
+)}
+
+
+def get(name: str) -> Table:
+  """The registered table `name`; ResultsError naming the known ones."""
+  if name not in TABLES:
+    raise ResultsError(f"unknown table {name!r}; known tables: "
+                       f"{', '.join(TABLES)}")
+  return TABLES[name]
+
+
+# ------------------------------------------------------------- machine --
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo; else the platform's)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        if line.lower().startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine() or "unknown"
+
+
+def machine() -> dict:
+  """This machine: CPU model, core count, OS, Python and the versions of
+  jax, jaxlib, flax, optax; the date (UTC)."""
+  versions = {}
+  for pkg in VERSIONED:
+    try:
+      versions[pkg] = metadata.version(pkg)
+    except metadata.PackageNotFoundError:
+      versions[pkg] = "not installed"
+  return {"cpu": cpu_model(), "cores": os.cpu_count(),
+          "system": f"{platform.system()} {platform.release()}",
+          "python": platform.python_version(), "versions": versions,
+          "date": datetime.datetime.now(datetime.timezone.utc).strftime(
+              "%Y-%m-%d %H:%M UTC")}
+
+
+def format_machine(m: dict) -> str:
+  v = ", ".join(f"{k} {x}" for k, x in m["versions"].items())
+  return (f"{m['cpu']}, {m['cores']} cores, {m['system']}, Python "
+          f"{m['python']}; {v}")
+
+
+# ---------------------------------------------------------------- runs --
+def seed_sweep(table: Table, seed: int) -> sweep_lib.Sweep:
+  """The one-point sweep of `table` at `seed` (validated lazily)."""
+  path = os.path.join(ROOT, table.config)
+  base = sweep_lib.load_module(path).get_config()
+  grid = {f: [v] for f, v in table.overrides}
+  return sweep_lib.expand(path, base, [grid], [seed])
+
+
+def seed_dir(runs_dir: str, seed: int) -> str:
+  return os.path.join(runs_dir, f"seed_{seed}")
+
+
+def command(table: Table, seed: int, runs_dir: str) -> str:
+  """The exact `launch.train` command of one seed (paths relative to the
+  repository root when they are inside it)."""
+  s = seed_sweep(table, seed)
+  cmd = sweep_lib.command(s, s.points[0], seed_dir(runs_dir, seed))
+  rel = lambda a: a.replace(ROOT + os.sep, "")
+  return shlex.join(["python", *(rel(a) for a in cmd[1:])])
+
+
+def run_seeds(table: Table, seeds: Sequence[int], runs_dir: str, *,
+              echo: Callable[[str], None] = print) -> int:
+  """Runs every unfinished seed (a one-point sweep each); returns the
+  number of failed runs. Writes `machine.json` where something ran."""
+  failed = 0
+  validated = False
+  for i, seed in enumerate(seeds, 1):
+    s = seed_sweep(table, seed)
+    d = seed_dir(runs_dir, seed)
+    p = s.points[0]
+    if sweep_lib.read_summary(d, p) is not None:
+      echo(f"[{i}/{len(seeds)}] {table.name} seed {seed}: finished earlier "
+           f"({sweep_lib.run_dir(d, p)})")
+      continue
+    if not validated:  # one build check per table (seeds share it)
+      sweep_lib.validate(s)
+      validated = True
+    echo(f"[{i}/{len(seeds)}] {table.name} seed {seed}: running "
+         f"{command(table, seed, runs_dir)}")
+    failed += sweep_lib.run(
+        s, d, echo=lambda line, i=i: None if "\n" in line else echo(
+            f"[{i}/{len(seeds)}]   {line}"))
+    if sweep_lib.read_summary(d, p) is not None:
+      _write_json(os.path.join(d, "machine.json"), machine())
+  return failed
+
+
+def finished_runs(table: Table, seeds: Sequence[int],
+                  runs_dir: str) -> list:
+  out = []
+  for seed in seeds:
+    s = seed_sweep(table, seed)
+    d = seed_dir(runs_dir, seed)
+    summary = sweep_lib.read_summary(d, s.points[0])
+    if summary is not None:
+      out.append(Run(seed, sweep_lib.run_dir(d, s.points[0]), summary))
+  return out
+
+
+def _machines(seeds: Sequence[int], runs_dir: str) -> list:
+  """(machine record, [seeds]) per distinct machine the seeds ran on."""
+  out = []
+  for seed in seeds:
+    path = os.path.join(seed_dir(runs_dir, seed), "machine.json")
+    m = _read_json(path) if os.path.exists(path) else None
+    if m is None:
+      continue
+    key = format_machine(m)
+    for rec, ss in out:
+      if format_machine(rec) == key:
+        ss.append(seed)
+        rec["date"] = max(rec["date"], m["date"])
+        break
+    else:
+      out.append((m, [seed]))
+  return out
+
+
+def _wall_seconds(seeds: Sequence[int], runs_dir: str) -> float:
+  total = 0.0
+  for seed in seeds:
+    total += sum(a["seconds"] for a in sweep_lib.attempts(
+        seed_dir(runs_dir, seed)))
+  return total
+
+
+# ------------------------------------------------------------- outputs --
+def markdown_table(built: Built) -> str:
+  lines = ["| " + " | ".join(built.header) + " |",
+           "|" + "|".join("---" for _ in built.header) + "|"]
+  lines += ["| " + " | ".join(r) + " |" for r in built.rows]
+  return "\n".join(lines) + "\n"
+
+
+def table_of(md: str) -> str:
+  """The table of a results file (or of a README block): its first run of
+  lines starting with '|'."""
+  lines, started = [], False
+  for line in md.splitlines():
+    if line.startswith("|"):
+      lines.append(line.rstrip())
+      started = True
+    elif started:
+      break
+  return "\n".join(lines) + ("\n" if lines else "")
+
+
+def render(table: Table, built: Built, seeds: Sequence[int],
+           runs_dir: str) -> str:
+  """NAME.md: title, table, notes, seeds, commands, machine."""
+  machines = _machines(seeds, runs_dir)
+  wall = _wall_seconds(seeds, runs_dir)
+  runs_rel = runs_dir.replace(ROOT + os.sep, "")
+  more = ("" if tuple(seeds) == tuple(table.seeds)
+          else f" --seeds={len(seeds)}")
+  lines = [f"# {table.title}", "", table.description + ".", "",
+           markdown_table(built).rstrip("\n"), "", built.notes, "",
+           "## How it was made", "",
+           f"Seeds: {', '.join(map(str, seeds))} ({len(seeds)}). Written by",
+           "", f"    python -m launch.results --table={table.name}{more}", "",
+           f"which runs (skipping finished runs, resuming killed ones; "
+           f"workdirs under `{runs_rel}`):", ""]
+  lines += [f"    {command(table, s, runs_dir)}" for s in seeds]
+  lines += ["", "## Machine", ""]
+  if not machines:
+    lines.append("Unknown (no run recorded its machine).")
+  for m, ss in machines:
+    lines.append(f"- seeds {', '.join(map(str, ss))}: {format_machine(m)}; "
+                 f"last run finished {m['date']}")
+  lines += ["", f"Wall time of the runs: {wall / 60:.1f} min "
+            "(sum over the runs' attempts, on a machine shared with other "
+            "jobs). CPU figures vary slightly between processors (XLA's CPU "
+            "code differs): reproducible on one machine, not across "
+            "machines.", ""]
+  return "\n".join(lines)
+
+
+def write_csv(built: Built, path: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", newline="") as f:
+    w = csv.writer(f)
+    w.writerow(built.csv_header)
+    for row in built.csv_rows:
+      w.writerow(["" if x is None else x for x in row])
+  os.replace(tmp, path)
+
+
+def _write_text(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def _write_json(path: str, obj) -> None:
+  _write_text(path, json.dumps(obj, indent=1) + "\n")
+
+
+def make(table: Table, *, seeds: Sequence[int] | None = None,
+         runs_dir: str | None = None, out_dir: str = RESULTS_DIR,
+         echo: Callable[[str], None] = print) -> dict:
+  """Runs what is missing, then writes NAME.md/.csv(/.png) in `out_dir`.
+
+  Returns {"failed": failed runs, "paths": [written files], "table": the
+  markdown table}. Raises ResultsError when no seed finished.
+  """
+  seeds = list(table.seeds if seeds is None else seeds)
+  runs_dir = runs_dir or os.path.join(out_dir, "runs", table.name)
+  failed = run_seeds(table, seeds, runs_dir, echo=echo)
+  runs = finished_runs(table, seeds, runs_dir)
+  if len(runs) < len(seeds):
+    missing = sorted(set(seeds) - {r.seed for r in runs})
+    raise ResultsError(f"table {table.name}: seed(s) {missing} did not "
+                       f"finish (logs under {runs_dir}); nothing written")
+  built = table.build(runs)
+  os.makedirs(out_dir, exist_ok=True)
+  base = os.path.join(out_dir, table.name)
+  _write_text(base + ".md", render(table, built, seeds, runs_dir))
+  write_csv(built, base + ".csv")
+  paths = [base + ".md", base + ".csv"]
+  if table.plot is not None:
+    table.plot(runs, base + ".png")
+    paths.append(base + ".png")
+  return {"failed": failed, "paths": paths, "table": markdown_table(built)}
+
+
+# -------------------------------------------------------------- README --
+def _markers(name: str) -> tuple[str, str]:
+  return (f"<!-- results/{name}.md -->", f"<!-- end results/{name}.md -->")
+
+
+def readme_blocks(text: str) -> dict:
+  """{NAME: the block's text} of every marked README block."""
+  out = {}
+  lines = text.splitlines()
+  for i, line in enumerate(lines):
+    s = line.strip()
+    if s.startswith("<!-- results/") and s.endswith(".md -->"):
+      name = s[len("<!-- results/"):-len(".md -->")]
+      end = _markers(name)[1]
+      j = next((k for k in range(i + 1, len(lines))
+                if lines[k].strip() == end), None)
+      if j is None:
+        raise ResultsError(f"README: {s} has no {end}")
+      out[name] = "\n".join(lines[i + 1:j]) + "\n"
+  return out
+
+
+def update_readme(name: str, table: str, readme: str = README) -> bool:
+  """Replaces the README block of `name` by `table`; False when the README
+  has no such block (nothing written)."""
+  with open(readme, encoding="utf-8") as f:
+    text = f.read()
+  start, end = _markers(name)
+  if start not in text or end not in text:
+    return False
+  head, rest = text.split(start, 1)
+  _, tail = rest.split(end, 1)
+  new = head + start + "\n" + table + end + tail
+  if new != text:
+    _write_text(readme, new)
+  return True
+
+
+def choose_seeds(table: Table, n: int | None) -> list:
+  """The table's seeds (n None), its first n, or its seeds and the next
+  integers up to n."""
+  if n is None:
+    return list(table.seeds)
+  if n < 1:
+    raise ResultsError(f"--seeds must be >= 1, got {n}")
+  extra = range(max(table.seeds) + 1, max(table.seeds) + 1 + max(
+      0, n - len(table.seeds)))
+  return list(table.seeds[:n]) + list(extra)
+
+
+def main(table_name: str, *, seeds: int | None = None,
+         runs_dir: str | None = None, out_dir: str = RESULTS_DIR,
+         readme: str | None = None,
+         echo: Callable[[str], None] = print) -> int:
+  """What `launch.results` does; returns its exit code (1: a run failed)."""
+  table = get(table_name)
+  out = make(table, seeds=choose_seeds(table, seeds), runs_dir=runs_dir,
+             out_dir=out_dir, echo=echo)
+  echo(out["table"].rstrip("\n"))
+  for p in out["paths"]:
+    echo(f"wrote {p}")
+  if readme is not None:
+    if update_readme(table.name, out["table"], readme):
+      echo(f"updated the results/{table.name}.md block of {readme}")
+    else:
+      echo(f"{readme} has no results/{table.name}.md block; add the "
+           f"markers {' ... '.join(_markers(table.name))}")
+  return 1 if out["failed"] else 0
+

@@ -1,0 +1,184 @@
+"""The README's result tables are the results files' tables, and the command
+that writes them (`python -m launch.results`) works end to end.
+
+* Every `<!-- results/NAME.md -->` block of README.md equals the table of
+  `results/NAME.md`, and every `results/*.md` has such a block (cheap: file
+  reads only).
+* `launch.results --table=tiny_test` (a test-only table: one seed of a
+  20-step, 1-level lottery run on digits, into tmp dirs) writes the .md
+  (title, table, seeds, commands, machine) and .csv, rewrites a README
+  block, and a second invocation skips the finished run.
+* An unknown table is one line naming it and the known tables, exit 2.
+"""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from experiments import results
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def launch(*args):
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  return subprocess.run([sys.executable, "-m", "launch.results", *args],
+                        cwd=ROOT, env=env, capture_output=True, text=True,
+                        timeout=600)
+
+
+# ----------------------------------------------------- README == files --
+def test_readme_tables_equal_their_results_files():
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    blocks = results.readme_blocks(f.read())
+  assert blocks, "README.md has no <!-- results/NAME.md --> block"
+  for name, block in blocks.items():
+    path = os.path.join(ROOT, "results", f"{name}.md")
+    assert os.path.exists(path), f"README block of {name}: no {path}"
+    assert name in results.TABLES, f"{name}: not a registered table"
+    with open(path, encoding="utf-8") as f:
+      table = results.table_of(f.read())
+    assert table, f"{path} holds no table"
+    assert block == table, (
+        f"README block of results/{name}.md differs from the file's table; "
+        f"run python -m launch.results --table={name} --update_readme")
+  files = {os.path.basename(p)[:-3]
+           for p in glob.glob(os.path.join(ROOT, "results", "*.md"))}
+  assert files <= set(blocks), (
+      f"results files with no README block: {sorted(files - set(blocks))}")
+
+
+def test_results_files_name_their_machine():
+  for path in glob.glob(os.path.join(ROOT, "results", "*.md")):
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+    assert "## Machine" in text and " cores, " in text and "jaxlib " in text, (
+        path)
+    assert "python -m launch.results --table=" in text, path
+    assert os.path.exists(path[:-3] + ".csv"), path
+
+
+# ------------------------------------------------------------ helpers --
+def test_table_of_and_update_readme(tmp_path):
+  md = "# T\n\ntext\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\nmore\n| x |\n"
+  assert results.table_of(md) == "| a | b |\n|---|---|\n| 1 | 2 |\n"
+  readme = tmp_path / "README.md"
+  readme.write_text("intro\n<!-- results/t.md -->\n| old |\n"
+                    "<!-- end results/t.md -->\noutro\n")
+  assert results.update_readme("t", "| new |\n", str(readme))
+  assert readme.read_text() == ("intro\n<!-- results/t.md -->\n| new |\n"
+                                "<!-- end results/t.md -->\noutro\n")
+  assert results.readme_blocks(readme.read_text()) == {"t": "| new |\n"}
+  assert not results.update_readme("other", "| x |\n", str(readme))
+
+
+def test_choose_seeds():
+  t = results.get("lottery_mnist5k")
+  assert results.choose_seeds(t, None) == [0, 1, 2, 3, 4]
+  assert results.choose_seeds(t, 3) == [0, 1, 2]
+  assert results.choose_seeds(t, 7) == [0, 1, 2, 3, 4, 5, 6]
+  with pytest.raises(results.ResultsError, match="--seeds"):
+    results.choose_seeds(t, 0)
+
+
+def test_machine_record():
+  m = results.machine()
+  assert m["cores"] >= 1 and m["cpu"]
+  assert set(m["versions"]) == {"jax", "jaxlib", "flax", "optax"}
+  assert "jax " in results.format_machine(m)
+
+
+# -------------------------------------------------------- end to end --
+def assert_one_line_error(proc, *words):
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  lines = [l for l in proc.stderr.splitlines() if l.strip()]
+  assert len(lines) == 1, proc.stderr
+  for w in words:
+    assert w in lines[0], lines[0]
+
+
+def test_unknown_table_is_one_line():
+  proc = launch("--table=no_such_table")
+  assert_one_line_error(proc, "no_such_table", "main_job", "lottery_mnist5k")
+  proc = launch("--list")
+  assert proc.returncode == 0 and "main_job" in proc.stdout
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  """The tiny table run once: (runs dir, out dir, README, 1st and 2nd
+  invocation)."""
+  base = tmp_path_factory.mktemp("results")
+  runs, out = str(base / "runs"), str(base / "out")
+  readme = base / "README.md"
+  readme.write_text("# x\n\n<!-- results/tiny_test.md -->\n| stale |\n"
+                    "<!-- end results/tiny_test.md -->\n")
+  args = ("--table=tiny_test", f"--runs_dir={runs}", f"--out_dir={out}",
+          "--update_readme", f"--readme={readme}")
+  first = launch(*args)
+  assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+  with open(os.path.join(out, "tiny_test.md"), encoding="utf-8") as f:
+    md_first = f.read()
+  second = launch(*args)
+  assert second.returncode == 0, second.stderr[-3000:]
+  return runs, out, readme, first, second, md_first
+
+
+def test_command_writes_the_table_files(tiny):
+  runs, out, readme, first, _, _ = tiny
+  assert "[1/1] tiny_test seed 0: running python -m launch.train" in (
+      first.stdout)
+  with open(os.path.join(out, "tiny_test.md"), encoding="utf-8") as f:
+    md = f.read()
+  assert md.startswith("# A tiny lottery run (tests only)\n")
+  table = results.table_of(md)
+  lines = table.splitlines()
+  assert lines[0].startswith("| level | remaining % | ticket | random re-init")
+  assert [l.split(" | ")[0] for l in lines[2:]] == ["| 0", "| 1"]
+  assert "indistinguishable at n=1" in lines[3]
+  assert "Seeds: 0 (1)." in md
+  assert "python -m launch.results --table=tiny_test" in md
+  assert (f"python -m launch.train --config=experiments/configs/"
+          f"lottery_digits.py --workdir={runs}/seed_0/runs/") in md
+  assert "--config.num_steps=20" in md and "--config.seed=0" in md
+  m = results.machine()
+  machine_line = next(l for l in md.splitlines() if l.startswith("- seeds 0"))
+  assert m["cpu"] in machine_line and f"{m['cores']} cores" in machine_line
+  for pkg in ("jax", "jaxlib", "flax", "optax"):
+    assert f"{pkg} {m['versions'][pkg]}" in machine_line
+  assert "last run finished 20" in machine_line
+  assert "Wall time of the runs:" in md
+  assert "vary slightly between processors" in md
+  with open(os.path.join(out, "tiny_test.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert [r["level"] for r in rows] == ["0", "1"]
+  assert rows[1]["ticket_n"] == "1" and float(rows[1]["ticket_mean"]) > 0
+  assert rows[1]["verdict"] == "indistinguishable at n=1"
+  assert results.readme_blocks(readme.read_text()) == {"tiny_test": table}
+
+
+def test_second_invocation_skips_finished_runs(tiny):
+  runs, out, _, _, second, md_first = tiny
+  assert "[1/1] tiny_test seed 0: finished earlier" in second.stdout
+  assert "running" not in second.stdout
+  tries = [json.loads(l) for l in open(
+      os.path.join(runs, "seed_0", "attempts.jsonl"))]
+  assert len(tries) == 1
+  with open(os.path.join(out, "tiny_test.md"), encoding="utf-8") as f:
+    assert f.read() == md_first
+
+
+def test_several_seeds_are_summarized_and_paired(tiny):
+  runs = tiny[0]
+  run, = results.finished_runs(results.get("tiny_test"), [0], runs)
+  twin = results.Run(1, run.workdir, run.summary)
+  built = results.lottery_table([run, twin])
+  assert len(built.rows) == 2
+  level1 = dict(zip(built.csv_header, built.csv_rows[1]))
+  assert level1["ticket_n"] == 2 and level1["ticket_std"] == 0.0
+  assert level1["diff_n"] == 2 and level1["random_reinit_n"] == 2
+  assert "over 2 seeds (0, 1)" in built.notes
