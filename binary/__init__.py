@@ -73,6 +73,7 @@ from binary._mainsub import project_to_budget
 from binary._mainsub import random_filter_keep
 from binary._mainsub import subsidiary_keep
 from binary._mainsub import SUBSIDIARY_SUFFIX
+from binary._mainsub import PENALTIES as MAINSUB_PENALTIES
 from binary._quantizers import approx_sign
 from binary._quantizers import get_quantizer
 from binary._quantizers import identity
@@ -93,6 +94,7 @@ __all__ = (
     "BinaryLinear",
     "ClipParamsState",
     "ENSEMBLES",
+    "MAINSUB_PENALTIES",
     "QUANTIZERS",
     "SUBSIDIARY_SUFFIX",
     "ScaleByGlorotState",

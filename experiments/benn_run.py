@@ -51,10 +51,12 @@ import os
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
 import binary
 from experiments import checkpointing
+from experiments import config_check
 from experiments import data as data_lib
 from experiments import engine as engine_lib
 from experiments import runs
@@ -371,6 +373,42 @@ class _StackedEngine:
     where = f", shard_map over {self._k} devices" if self._sharded else ""
     return (f"BENN: {self._k} bagging members trained together (vmap"
             f"{where}), steps {step}..{end_step}")
+
+
+# ------------------------------------------------------------- section --
+MODES = ("independent", "sequential")
+PARALLEL = ("vmap", "loop")
+SOFT_VOTES = ("scores", "probabilities")
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """The `benn` fields with their defaults."""
+  bc = ml_collections.ConfigDict()
+  bc.members = 5
+  bc.ensemble = "bagging"    # binary.ENSEMBLES: bagging | boost_a .. boost_d
+  bc.mode = "independent"    # independent | sequential (warm start)
+  bc.parallel = "vmap"       # vmap (stacked members) | loop
+  bc.shrinkage = 0.1         # boost_d's factor on alpha
+  bc.c_scale = 0.0           # boost_c's constant; 0 = N / 10
+  bc.soft_vote = "scores"    # scores (official) | probabilities
+  return bc
+
+
+def validate(config) -> None:
+  """The `benn` section; ``ConfigError`` naming the first bad field."""
+  require, choice = config_check.require, config_check.choice
+  b = config.benn
+  require(isinstance(b.members, int) and not isinstance(b.members, bool)
+          and b.members >= 1, "benn.members",
+          f"must be an integer >= 1, got {b.members!r}")
+  choice(b.ensemble, binary.ENSEMBLES, "benn.ensemble")
+  choice(b.mode, MODES, "benn.mode")
+  choice(b.parallel, PARALLEL, "benn.parallel")
+  choice(b.soft_vote, SOFT_VOTES, "benn.soft_vote")
+  require(b.shrinkage > 0, "benn.shrinkage",
+          f"must be > 0, got {b.shrinkage!r}")
+  require(b.c_scale >= 0, "benn.c_scale",
+          f"must be >= 0 (0 = N / 10), got {b.c_scale!r}")
 
 
 # -------------------------------------------------------------- result ----

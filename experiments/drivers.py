@@ -10,7 +10,11 @@ unless its ``method`` is ``"none"``, and a plain run without it is dense
 nothing else dispatches.
 
 A driver is a module with ``run(config, workdir) -> dict`` (the summary)
-that opens its workdir through ``experiments.runs``. Adding a method is one
+that opens its workdir through ``experiments.runs``, and optionally
+``validate(config)`` (its section's checks, raising ``ConfigError``; called
+by ``config_check.validate`` through :func:`validate`) and
+``defaults()`` (its section with its documented defaults; what
+the configs' base builds sections with, through :func:`defaults`). Adding a method is one
 driver module and one line in :data:`DRIVERS` (or, from a test or a user's
 own package, one :func:`register` call)::
 
@@ -134,6 +138,38 @@ def driver_of(config) -> ModuleType:
                                  else DRIVERS[section])
 
 
+def validate(config) -> None:
+  """Validates the config's method section with its driver.
+
+  ``section_of`` first (two sections are one ``ConfigError``), then the
+  driver module's ``validate(config)`` (the plain run's for a config
+  without a driver section): each driver owns its section's checks and
+  imports the allowed values from where they are defined.
+  """
+  module = driver_of(config)
+  check = getattr(module, "validate", None)
+  if check is not None:
+    check(config)
+
+
+def defaults(section: str, *args, **overrides):
+  """The `section`'s fields at the defaults its driver declares
+  (``module.defaults(*args)``; the plain run's ``pruning`` section too),
+  each field of `overrides` replacing its default; what ``experiments/configs/_base.py``'s ``*_section``
+  builders return."""
+  if section == PLAIN_SECTION:
+    name = PLAIN
+  elif section in DRIVERS:
+    name = DRIVERS[section]
+  else:
+    raise ValueError(f"unknown method section {section!r}; known: "
+                     f"{', '.join([PLAIN_SECTION, *DRIVERS])}")
+  section = importlib.import_module(name).defaults(*args)
+  for field, value in overrides.items():  # replaced, never merged
+    section[field] = value
+  return section
+
+
 class Deployable(NamedTuple):
   """A run's result as one network.
 
@@ -234,5 +270,5 @@ def _holds_progress(workdir: str) -> bool:
 
 
 __all__ = ["DRIVERS", "Deployable", "Ensemble", "PLAIN", "PLAIN_SECTION",
-           "deployable", "driver_of", "finished_summary", "method_sections",
-           "register", "run", "section_of"]
+           "defaults", "deployable", "driver_of", "finished_summary", "method_sections",
+           "register", "run", "section_of", "validate"]

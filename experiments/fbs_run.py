@@ -27,6 +27,7 @@ import ml_collections
 from experiments import config_check
 from experiments import engine as engine_lib
 from experiments import fbs as fbs_lib
+from experiments import models as models_lib
 from experiments import runs
 from experiments import train
 
@@ -115,6 +116,35 @@ def run(config, workdir: str) -> dict:
   if runs.is_main():
     print(format_result(summary), flush=True)
   return summary
+
+
+# ------------------------------------------------------------- section --
+def defaults() -> ml_collections.ConfigDict:
+  """The `fbs` fields (every FBS config)."""
+  fc = ml_collections.ConfigDict()
+  fc.init_from = ""   # workdir of a finished run of the same model, or ""
+  return fc
+
+
+def validate(config) -> None:
+  """An FBS model and its `fbs` section; ``ConfigError`` naming the first
+  bad field."""
+  require = config_check.require
+  is_fbs = issubclass(models_lib.MODELS[config.model], models_lib.FBSCNN)
+  require(is_fbs, "model", f"must be an FBS model (fbs_cnn, fbs_digits_cnn) "
+          f"with an fbs section, got {config.model!r}")
+  kw = config.model_kwargs
+  d = kw.get("density", 1.0)
+  require(isinstance(d, (int, float)) and not isinstance(d, bool)
+          and 0.0 < d <= 1.0, "model_kwargs.density",
+          f"must be in (0, 1], got {d!r}")
+  lam = kw.get("saliency_l1", 0.0)
+  require(isinstance(lam, (int, float)) and not isinstance(lam, bool)
+          and lam >= 0, "model_kwargs.saliency_l1",
+          f"must be >= 0, got {lam!r}")
+  init_from = config.fbs.get("init_from", "")
+  require(isinstance(init_from, str), "fbs.init_from",
+          f"must be a workdir path or '', got {init_from!r}")
 
 
 # --------------------------------------------------------------- result --

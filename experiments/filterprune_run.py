@@ -75,6 +75,7 @@ import functools
 import os
 
 import jax
+import ml_collections
 import numpy as np
 import optax
 
@@ -356,6 +357,84 @@ def load_state(config, workdir: str, phase: str = "train"):
   if restored is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/{phase}")
   return restored[0]
+
+
+# ------------------------------------------------------------- section --
+SOFT_VARIANTS = ("paper", "released_cifar")
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """The `filterprune` fields with their defaults (FPGM and Network
+  Slimming, with the scratch baselines)."""
+  fp = ml_collections.ConfigDict()
+  fp.method = "fpgm"            # METHODS: fpgm | slimming
+  fp.layers = ()                # conv layers pruned (names, globs); () = all
+  fp.exclude = ()               # never pruned
+  # FPGM
+  fp.rate = 0.4                 # rate_dist: floor(C * rate) filters by GM
+  fp.layer_rates = ml_collections.ConfigDict()  # name/glob -> rate
+  fp.rate_norm = 1.0            # kept by the norm step (1 = no norm step)
+  fp.criterion = "geometric_median"  # sparsity.FPGM_CRITERIA:
+                                # geometric_median | l2 | l1
+  fp.prune_every = 0            # steps between re-selections; 0 = 1 epoch
+  fp.soft_variant = "paper"     # paper: FPGM Algorithm 1 (train, then
+                                # zero; zeroed filters train and may regrow)
+                                # released_cifar: pruning_cifar10.py (also a
+                                # selection at step 0; zeroed kernels get no
+                                # gradient until the next selection)
+  # Network Slimming
+  fp.l1 = 1e-4                  # s: L1 strength on BatchNorm scales
+  fp.prune_fraction = 0.5       # global fraction of BN channels pruned
+  fp.finetune_steps = 1000
+  fp.finetune_lr = 0.0          # 0: the run's schedule, stretched
+  # Liu et al. 2019 baselines
+  fp.scratch = True             # train Scratch-E and Scratch-B
+  fp.scratch_b_max_factor = 2.0  # cap on Scratch-B's step factor (0: none)
+  return fp
+
+
+def validate(config) -> None:
+  """The `filterprune` section; ``ConfigError`` naming the first bad
+  field."""
+  require, choice = config_check.require, config_check.choice
+  fp = config.filterprune
+  choice(fp.method, METHODS, "filterprune.method")
+  for field in ("layers", "exclude"):
+    v = fp[field]
+    require(isinstance(v, (tuple, list)) and all(isinstance(p, str)
+                                                 for p in v),
+            f"filterprune.{field}", f"must be a tuple of layer names or "
+            f"globs, got {v!r}")
+  if fp.method == "fpgm":
+    require(0.0 <= fp.rate < 1.0, "filterprune.rate",
+            f"must be in [0, 1), got {fp.rate!r}")
+    for name, r in dict(fp.layer_rates or {}).items():
+      require(0.0 <= r < 1.0, f"filterprune.layer_rates.{name}",
+              f"must be in [0, 1), got {r!r}")
+    require(0.0 < fp.rate_norm <= 1.0, "filterprune.rate_norm",
+            f"must be in (0, 1], got {fp.rate_norm!r}")
+    choice(fp.criterion, sparsity.FPGM_CRITERIA, "filterprune.criterion")
+    require(isinstance(fp.prune_every, int) and fp.prune_every >= 0,
+            "filterprune.prune_every",
+            f"must be an integer >= 0 (0 = one epoch), got "
+            f"{fp.prune_every!r}")
+    choice(fp.get("soft_variant", "paper"), SOFT_VARIANTS,
+           "filterprune.soft_variant")
+  else:
+    require(fp.get("soft_variant", "paper") == "paper",
+            "filterprune.soft_variant",
+            "applies to FPGM's soft pruning only; slimming would ignore it")
+    require(fp.l1 >= 0, "filterprune.l1", f"must be >= 0, got {fp.l1!r}")
+    require(0.0 <= fp.prune_fraction < 1.0, "filterprune.prune_fraction",
+            f"must be in [0, 1), got {fp.prune_fraction!r}")
+    require(isinstance(fp.finetune_steps, int)
+            and fp.finetune_steps > 0, "filterprune.finetune_steps",
+            f"must be a positive integer, got {fp.finetune_steps!r}")
+    require(fp.finetune_lr >= 0, "filterprune.finetune_lr",
+            f"must be >= 0 (0 = the run's schedule), got "
+            f"{fp.finetune_lr!r}")
+  require(fp.scratch_b_max_factor >= 0, "filterprune.scratch_b_max_factor",
+          f"must be >= 0 (0 = no cap), got {fp.scratch_b_max_factor!r}")
 
 
 DEPLOY_OPTIONS = ()

@@ -57,6 +57,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -261,6 +262,67 @@ def control_target(config) -> float:
     with open(path) as f:
       return 1.0 - float(json.load(f)["final"]["remaining_fraction"])
   return float(gc.target_sparsity)
+
+
+# ------------------------------------------------------------- section --
+def defaults() -> ml_collections.ConfigDict:
+  """The `gradcount` fields with their defaults."""
+  gc = ml_collections.ConfigDict()
+  gc.method = "gradcount"     # METHODS: gradcount | l1 | magnitude (controls)
+  gc.warmup_steps = 300       # dense warm-up
+  gc.joint_steps = 900        # counting / shrink / prune / redundancy
+  gc.window = 50              # steps per counting window (one event each)
+  gc.redundancy_every = 150   # redundant-filter removal (multiple of window)
+  gc.eps = 0.5                # significant: |g| > eps * RMS(g) of the layer
+  gc.lam = 0.01               # shrinkage per event: lam * (1 - activity)
+  gc.rho = 0.35               # inactive: activity < rho
+  gc.prune_budget = 0.15      # at most this fraction of a layer per event
+  gc.redundancy = "max_cosine"  # REDUNDANCY: max_cosine | orthogonality
+  gc.s_max = 0.6              # drop a filter whose score exceeds this
+  gc.min_keep = 4             # filters kept per layer at least
+  gc.filter_budget = 0.25     # at most this fraction of a layer per event
+  gc.filter_exclude = ()      # globs of conv layers never filter-pruned
+  gc.target_sparsity = 0.0    # l1 / magnitude: final kernel sparsity ...
+  gc.match_workdir = ""       # ... or that of this finished gradcount run
+  gc.scratch = True           # Scratch-E / Scratch-B of the final mask
+  gc.scratch_b_max_factor = 2.0  # cap on Scratch-B's step factor (0: none)
+  return gc
+
+
+def validate(config) -> None:
+  """The `gradcount` section; ``ConfigError`` naming the first bad
+  field."""
+  require, choice = config_check.require, config_check.choice
+  gc = config.gradcount
+  choice(gc.method, METHODS, "gradcount.method")
+  choice(gc.redundancy, REDUNDANCY, "gradcount.redundancy")
+  for field in ("joint_steps", "window", "redundancy_every", "min_keep"):
+    v = gc[field]
+    require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+            f"gradcount.{field}", f"must be a positive integer, got {v!r}")
+  w = gc.warmup_steps
+  require(isinstance(w, int) and not isinstance(w, bool) and w >= 0,
+          "gradcount.warmup_steps", f"must be an integer >= 0, got {w!r}")
+  require(w + gc.joint_steps <= config.num_steps, "gradcount.joint_steps",
+          f"warmup_steps + joint_steps = {w + gc.joint_steps} exceeds "
+          f"num_steps={config.num_steps}")
+  require(gc.redundancy_every % gc.window == 0, "gradcount.redundancy_every",
+          f"must be a multiple of window={gc.window}, got "
+          f"{gc.redundancy_every!r}")
+  require(gc.eps > 0, "gradcount.eps", f"must be > 0, got {gc.eps!r}")
+  require(gc.lam >= 0, "gradcount.lam", f"must be >= 0, got {gc.lam!r}")
+  for field in ("rho", "prune_budget", "filter_budget"):
+    require(0.0 <= gc[field] <= 1.0, f"gradcount.{field}",
+            f"must be in [0, 1], got {gc[field]!r}")
+  require(0.0 < gc.s_max <= 1.0, "gradcount.s_max",
+          f"must be in (0, 1], got {gc.s_max!r}")
+  require(0.0 <= gc.target_sparsity < 1.0, "gradcount.target_sparsity",
+          f"must be in [0, 1), got {gc.target_sparsity!r}")
+  if gc.method != "gradcount":
+    require(gc.target_sparsity > 0 or bool(gc.get("match_workdir", "")),
+            "gradcount.target_sparsity",
+            f"the {gc.method} control needs target_sparsity > 0 or "
+            "gradcount.match_workdir (a finished gradcount run)")
 
 
 # ------------------------------------------------------------- result ----

@@ -35,6 +35,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from experiments import checkpointing
 from experiments import config_check
@@ -404,8 +405,7 @@ def run(config, workdir: str) -> dict:
   runs.validate(config)
   _check_workdir(config, workdir)
   run_ = build_driver(config, workdir)
-  config_check.validate_lottery_layers(
-      config, run_.engine.abstract.mask)
+  validate_layers(config, run_.engine.abstract.mask)
   runs.create(config, workdir)
   summary = run_.run()
   runs.write_summary(workdir, summary)
@@ -413,6 +413,102 @@ def run(config, workdir: str) -> dict:
     lottery_report.write_reports(summary, workdir)
     print(lottery_report.format_table(summary), flush=True)
   return summary
+
+
+# ------------------------------------------------------------- section --
+SCOPES = ("layerwise", "global")
+DATA_ORDERS = ("fixed", "per_level")
+TRUNKS = ("train", "existing")
+
+
+def defaults() -> ml_collections.ConfigDict:
+  """The `lottery` fields with their defaults (every lottery config)."""
+  lc = ml_collections.ConfigDict()
+  lc.levels = 15                # pruning levels after the dense level 0
+  lc.reset = "init"             # lottery.MODES: init | rewind | lr_rewind |
+                                # finetune
+  lc.rewind_step = 0            # k: rewind / lr_rewind / finetune length T-k
+  lc.finetune_lr = 1e-3         # constant LR of `finetune` (Renda et al.)
+  lc.scope = "layerwise"        # layerwise (rates) | global (global_rate)
+  lc.rates = ml_collections.ConfigDict({"default": 0.2, "Dense_2": 0.1})
+  lc.global_rate = 0.2
+  lc.global_include = ()        # global: names, prefixes or globs; () = all
+  lc.oneshot = False            # prune level 0's weights straight to level L
+  lc.data_order = "fixed"       # fixed (open_lth) | per_level (seeded)
+  lc.controls = CONTROLS        # random_reinit | random_prune
+  lc.control_seeds = 2
+  lc.control_levels = ()        # () = every level >= 1
+  lc.trunk = "train"            # train | existing (controls on a done trunk)
+  lc.instability_levels = ()    # levels with a linear-mode-connectivity test
+  lc.instability_points = 30
+  return lc
+
+
+def validate(config) -> None:
+  """The `lottery` section; ``ConfigError`` naming the first bad field."""
+  require, choice = config_check.require, config_check.choice
+  lc = config.lottery
+  require(isinstance(lc.levels, int) and not isinstance(lc.levels, bool)
+          and lc.levels >= 1, "lottery.levels",
+          f"must be an integer >= 1, got {lc.levels!r}")
+  choice(lc.reset, lottery.MODES, "lottery.reset")
+  require(isinstance(lc.rewind_step, int) and
+          0 <= lc.rewind_step < config.num_steps, "lottery.rewind_step",
+          f"must be in [0, num_steps={config.num_steps}), got "
+          f"{lc.rewind_step!r}")
+  choice(lc.scope, SCOPES, "lottery.scope")
+  if lc.scope == "layerwise":
+    for name, r in dict(lc.rates).items():
+      require(0.0 <= r < 1.0, f"lottery.rates.{name}",
+              f"must be in [0, 1), got {r!r}")
+  else:
+    require(0.0 < lc.global_rate < 1.0, "lottery.global_rate",
+            f"must be in (0, 1), got {lc.global_rate!r}")
+  require(lc.finetune_lr > 0, "lottery.finetune_lr",
+          f"must be > 0, got {lc.finetune_lr!r}")
+  choice(lc.data_order, DATA_ORDERS, "lottery.data_order")
+  for c in lc.controls:
+    choice(c, CONTROLS, "lottery.controls")
+  require(isinstance(lc.control_seeds, int) and lc.control_seeds >= 1,
+          "lottery.control_seeds",
+          f"must be an integer >= 1, got {lc.control_seeds!r}")
+  for lv in lc.control_levels:
+    require(1 <= int(lv) <= lc.levels, "lottery.control_levels",
+            f"level {lv} is not in 1..{lc.levels}")
+  for lv in lc.instability_levels:
+    require(0 <= int(lv) <= lc.levels, "lottery.instability_levels",
+            f"level {lv} is not in 0..{lc.levels}")
+  require(lc.instability_points >= 2, "lottery.instability_points",
+          f"must be >= 2, got {lc.instability_points!r}")
+  choice(lc.trunk, TRUNKS, "lottery.trunk")
+
+
+def validate_layers(config, mask) -> None:
+  """Every rate (and global include) names a layer that exists."""
+  require = config_check.require
+  names = [n for n, *_ in sparsity.masked_leaves(mask)]
+
+  def matches(key: str) -> bool:
+    key = key.rstrip("/")
+    return any(n == key or n.startswith(key + "/") for n in names)
+
+  lc = config.lottery
+  if lc.scope == "layerwise":
+    for key in dict(lc.rates):
+      if key != "default":
+        require(matches(key), f"lottery.rates.{key}",
+                f"no prunable layer is named {key!r} (layers: "
+                f"{', '.join(names)})")
+    if "default" not in dict(lc.rates):
+      unmatched = [n for n in names if not any(
+          n == k or n.startswith(k.rstrip("/") + "/") for k in dict(lc.rates))]
+      require(not unmatched, "lottery.rates",
+              f"no rate for {', '.join(unmatched)}; add a 'default'")
+  for key in lc.global_include:
+    require(any(config_check.layer_matches(key, n) for n in names),
+            "lottery.global_include",
+            f"no prunable layer is named {key!r} (layers: "
+            f"{', '.join(names)})")
 
 
 # --------------------------------------------------------------- result --

@@ -56,6 +56,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -355,6 +356,81 @@ class Driver:
     return structured.structured_macs(
         layers, {n: np.asarray(alive[n]) for n in self.layers},
         input_shape=self.engine.dataset.input_shape, masked_bn=False)
+
+
+# ------------------------------------------------------------- section --
+RECIPES = ("budget", "released")
+CONTROLS = ("greedy", "random", "learned")
+SUB_OPTIMIZERS = ("adam", "sgd")
+
+
+def defaults(recipe: str = "budget") -> ml_collections.ConfigDict:
+  """The `mainsub` fields of a recipe: "budget" (a per-layer removal
+  budget, annealed) or "released" (justimyhxu/MainSubsidaryBNN's settings);
+  see ``experiments/configs/mainsub_digits.py``."""
+  if recipe not in RECIPES:
+    raise ValueError(f"unknown mainsub recipe {recipe!r}; choose one of: "
+                     f"{', '.join(RECIPES)}")
+  ms = ml_collections.ConfigDict()
+  ms.sub_steps = 100          # per layer
+  ms.finetune_steps = 100     # per layer
+  ms.finetune_lr = 1e-4
+  ms.penalty = "count"        # binary.MAINSUB_PENALTIES: count (ours) | l0
+                              # (released code)
+  if recipe == "budget":
+    ms.budget = 0.25          # per layer, annealed over sub_steps/2
+    ms.alpha = 0.0            # the budget sets the count
+    ms.sub_optimizer = "adam"   # chosen on validation over sgd
+    ms.sub_lr = 1e-3
+    ms.gate_init = 0.5        # U(0.5 - 1e-4, 0.5 + 1e-4)
+  else:  # released: justimyhxu/MainSubsidaryBNN's settings
+    ms.budget = 0.0
+    ms.alpha = 1e-8
+    ms.sub_optimizer = "adam"
+    ms.sub_lr = 1e-3
+    ms.gate_init = 0.0        # U(-1e-4, 1e-4)
+  ms.layers = ()              # () = every binary conv
+  ms.controls = CONTROLS
+  ms.scratch = True           # Scratch-E / Scratch-B baselines
+  ms.scratch_b_max_factor = 2.0  # cap on Scratch-B (0: none)
+  return ms
+
+
+def validate(config) -> None:
+  """The `mainsub` section and what it needs of the model; ``ConfigError``
+  naming the first bad field."""
+  require, choice = config_check.require, config_check.choice
+  ms = config.mainsub
+  require(config.model == "nin", "model",
+          f"must be 'nin' in a main/subsidiary run, got {config.model!r}")
+  require(config.get("binarize", True) is not False, "binarize",
+          "must be True in a main/subsidiary run (it prunes binary layers)")
+  require(config.model_kwargs.get("use_bias", True) is False,
+          "model_kwargs.use_bias",
+          "must be False in a main/subsidiary run (a removed filter must "
+          "output exactly 0)")
+  for field in ("sub_steps", "finetune_steps"):
+    v = ms[field]
+    require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+            f"mainsub.{field}", f"must be a positive integer, got {v!r}")
+  require(ms.alpha >= 0, "mainsub.alpha", f"must be >= 0, got {ms.alpha!r}")
+  choice(ms.penalty, binary.MAINSUB_PENALTIES, "mainsub.penalty")
+  for field in ("sub_lr", "finetune_lr"):
+    require(ms[field] > 0, f"mainsub.{field}",
+            f"must be > 0, got {ms[field]!r}")
+  for c in ms.controls:
+    choice(c, CONTROLS, "mainsub.controls")
+  choice(ms.get("sub_optimizer", "adam"), SUB_OPTIMIZERS,
+         "mainsub.sub_optimizer")
+  for field in ("gate_init", "budget"):
+    v = ms.get(field, 0.0)
+    require(isinstance(v, (int, float)) and not isinstance(v, bool)
+            and 0 <= v < 1, f"mainsub.{field}",
+            f"must be a number in [0, 1), got {v!r}")
+  require(not (ms.get("budget", 0.0) > 0 and ms.alpha > 0), "mainsub.alpha",
+          f"must be 0 with a budget (mainsub.budget = {ms.get('budget')}: "
+          "the budget, not a penalty, sets how many filters go), got "
+          f"{ms.alpha!r}")
 
 
 DEPLOY_OPTIONS = ()

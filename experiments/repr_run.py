@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 
 import jax
+import ml_collections
 import numpy as np
 
 from experiments import config_check
@@ -236,6 +237,51 @@ def format_cycles(summary: dict) -> str:
   lines.append(f"test accuracy {f['test_accuracy']:.4f}   test loss "
                f"{f['test_loss']:.4f}   step {f['step']}")
   return "\n".join(lines)
+
+
+# ------------------------------------------------------------- section --
+def defaults() -> ml_collections.ConfigDict:
+  """The `repr` fields with their defaults (every RePr config)."""
+  rc = ml_collections.ConfigDict()
+  rc.s1_steps = 20              # S1: full-network steps per cycle
+  rc.s2_steps = 10              # S2: sub-network steps per cycle
+  rc.cycles = 3                 # N (0 = standard training, same steps)
+  rc.drop_fraction = 0.3        # p: global fraction of ranked filters
+  rc.ranking = "orthogonality"  # sparsity.REPR_RANKINGS: orthogonality |
+                                # magnitude | random
+  rc.reinit = "orthogonal"      # sparsity.REPR_REINITS: orthogonal (QR null
+                                # space) | random
+  rc.exclude_first = True       # never rank the first conv layer
+  rc.exclude = ()               # more layers never ranked (names, globs)
+  return rc
+
+
+def validate(config) -> None:
+  """The `repr` section; ``ConfigError`` naming the first bad field."""
+  require, choice = config_check.require, config_check.choice
+  rc = config.repr
+  for field in ("s1_steps", "s2_steps"):
+    v = rc[field]
+    require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
+            f"repr.{field}", f"must be a positive integer, got {v!r}")
+  require(isinstance(rc.cycles, int) and not isinstance(rc.cycles, bool)
+          and rc.cycles >= 0, "repr.cycles",
+          f"must be an integer >= 0, got {rc.cycles!r}")
+  require(rc.cycles * (rc.s1_steps + rc.s2_steps) <= config.num_steps,
+          "repr.cycles", f"{rc.cycles} cycles of s1_steps + s2_steps = "
+          f"{rc.s1_steps + rc.s2_steps} steps exceed num_steps="
+          f"{config.num_steps}")
+  require(0.0 < rc.drop_fraction < 1.0, "repr.drop_fraction",
+          f"must be in (0, 1), got {rc.drop_fraction!r}")
+  choice(rc.ranking, sparsity.REPR_RANKINGS, "repr.ranking")
+  choice(rc.reinit, sparsity.REPR_REINITS, "repr.reinit")
+  require(isinstance(rc.exclude_first, bool), "repr.exclude_first",
+          f"must be True or False, got {rc.exclude_first!r}")
+  exclude = rc.get("exclude", ())
+  require(isinstance(exclude, (tuple, list)) and all(
+      isinstance(p, str) and p for p in exclude), "repr.exclude",
+          f"must be a tuple of layer names, prefixes or globs, got "
+          f"{exclude!r}")
 
 
 DEPLOY_OPTIONS = ()

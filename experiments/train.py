@@ -3,7 +3,8 @@
 Sections, top to bottom: the engine's names re-exported, the summary
 (`base_summary`, `format_result`, `latent_window_stats`,
 `segmentation_summary`, `model_summary`), the plain run's result
-(`deployable`) and the plain run. The engine (train state, steps, `Engine`,
+(`deployable`), its `pruning` section (`defaults`, `validate`: a driver's
+section protocol, ``experiments.drivers``) and the plain run. The engine (train state, steps, `Engine`,
 `train_phase` with its events and metric plug-ins) is
 ``experiments.engine``; the drivers (``experiments.drivers``) build on it;
 the workdir protocol is ``experiments.runs``. A run is addressed by its
@@ -15,8 +16,10 @@ from __future__ import annotations
 import functools
 
 import jax
+import ml_collections
 import numpy as np
 
+from experiments import config_check
 from experiments import engine as engine_lib
 from experiments import models as models_lib
 from experiments import pruning
@@ -150,6 +153,59 @@ def deployable(config, workdir: str):
   return drivers.Deployable(config, engine_lib.load_state(config, workdir), {
       "result": "the newest checkpoint",
       "test_accuracy": summary["final"]["test_accuracy"]})
+
+
+# ------------------------------------------------------------- section --
+def defaults() -> ml_collections.ConfigDict:
+  """The plain run's `pruning` section (``experiments.pruning``): gradual
+  layer-wise magnitude pruning to 80 % (Zhu & Gupta 2017's cubic schedule
+  from `begin_step` to `end_step`, every `frequency` steps)."""
+  pc = ml_collections.ConfigDict()
+  pc.method = "magnitude"   # pruning.METHODS: none | magnitude
+  pc.schedule = "gradual"   # pruning.SCHEDULES: gradual | oneshot
+  pc.scope = "layerwise"    # pruning.SCOPES: layerwise | global
+  pc.target_sparsity = 0.8
+  pc.layer_sparsity = ml_collections.ConfigDict()  # name -> final
+  pc.begin_step = 1000
+  pc.end_step = 2500
+  pc.frequency = 100
+  return pc
+
+
+def validate(config) -> None:
+  """The `pruning` section (absent: a dense run), and a model that needs
+  another driver; ``ConfigError`` naming the first bad field."""
+  require, choice = config_check.require, config_check.choice
+  require(not issubclass(models_lib.MODELS[config.model], models_lib.FBSCNN),
+          "fbs", f"model {config.model!r} needs an fbs section "
+          "(fbs.init_from = '' for a random start)")
+  if "pruning" not in config:
+    return
+  p = config.pruning
+  choice(p.method, pruning.METHODS, "pruning.method")
+  if p.method == "none":
+    return
+  choice(p.schedule, pruning.SCHEDULES, "pruning.schedule")
+  choice(p.scope, pruning.SCOPES, "pruning.scope")
+  require(0.0 <= p.target_sparsity < 1.0, "pruning.target_sparsity",
+          f"must be in [0, 1), got {p.target_sparsity!r}")
+  for name, s in dict(p.layer_sparsity or {}).items():
+    require(0.0 <= s < 1.0, f"pruning.layer_sparsity.{name}",
+            f"must be in [0, 1), got {s!r}")
+    require(p.scope != "global", f"pruning.layer_sparsity.{name}",
+            "per-layer sparsities need pruning.scope='layerwise'; global "
+            "pruning sets one threshold over all layers and would ignore "
+            "them")
+  require(0 <= p.begin_step < config.num_steps, "pruning.begin_step",
+          f"must be in [0, num_steps={config.num_steps}), got "
+          f"{p.begin_step!r}")
+  if p.schedule == "gradual":
+    require(p.begin_step <= p.end_step < config.num_steps,
+            "pruning.end_step", f"must be in [begin_step, num_steps), got "
+            f"{p.end_step!r}")
+    require(isinstance(p.frequency, int) and p.frequency > 0,
+            "pruning.frequency", f"must be a positive integer, got "
+            f"{p.frequency!r}")
 
 
 # ------------------------------------------------------------------- main --

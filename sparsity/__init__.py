@@ -30,7 +30,8 @@ on prunable leaves (Dense/Conv kernels by default), ``None`` elsewhere.
   :func:`orthogonality_scores` (RePr), :func:`max_cosine_scores`,
   :func:`fpgm_scores`, :func:`norm_scores`.
 * FPGM (soft filter pruning by the geometric median, recomputed every
-  epoch): :func:`fpgm_keep`, :func:`fpgm_filter_masks`.
+  epoch): :func:`fpgm_keep`, :func:`fpgm_filter_masks`; the criteria
+  :data:`FPGM_CRITERIA`.
 * Network Slimming: the per-step :func:`bn_scale_l1` (L1 subgradient on
   BatchNorm scales) and the global :func:`slimming_filter_masks`.
 * FBS (dynamic channel gating): :func:`winners_take_all` (exact,
@@ -38,7 +39,8 @@ on prunable leaves (Dense/Conv kernels by default), ``None`` elsewhere.
   :func:`saliency_l1`.
 * RePr event functions: :func:`repr_scores`, :func:`repr_select`,
   :func:`repr_mask`, :func:`repr_drop`, :func:`repr_reinit`,
-  :func:`repr_reset_moments`.
+  :func:`repr_reset_moments`; the choices :data:`REPR_RANKINGS`,
+  :data:`REPR_REINITS`.
 
 This package imports nothing from ``experiments`` or ``launch``.
 """
@@ -53,6 +55,7 @@ from sparsity._fbs import winners_take_all
 from sparsity._fbs import wta_count
 from sparsity._fpgm import fpgm_filter_masks
 from sparsity._fpgm import fpgm_keep
+from sparsity._fpgm import CRITERIA as FPGM_CRITERIA
 from sparsity._gradcount import activity
 from sparsity._gradcount import composite_schedule
 from sparsity._gradcount import Event as CompositeEvent
@@ -102,6 +105,8 @@ from sparsity._repr import repr_reinit
 from sparsity._repr import repr_reset_moments
 from sparsity._repr import repr_scores
 from sparsity._repr import repr_select
+from sparsity._repr import RANKINGS as REPR_RANKINGS
+from sparsity._repr import REINITS as REPR_REINITS
 from sparsity._schedules import polynomial_sparsity
 from sparsity._schedules import prune_steps
 from sparsity._slimming import bn_scale_l1
@@ -117,6 +122,7 @@ __all__ = (
     "bn_scale_l1",
     "fpgm_filter_masks",
     "fpgm_keep",
+    "FPGM_CRITERIA",
     "is_bn_scale",
     "slimming_filter_masks",
     "activity",
@@ -171,6 +177,8 @@ __all__ = (
     "repr_reset_moments",
     "repr_scores",
     "repr_select",
+    "REPR_RANKINGS",
+    "REPR_REINITS",
     "resolve_rate",
     "summarize",
 )

@@ -264,7 +264,7 @@ def test_configs_validate_and_build(name, shape):
   from experiments import models  # pylint: disable=g-import-not-at-top
   config = importlib.import_module(f"experiments.configs.{name}").get_config()
   if "imagenet" in name:  # no imagenet2012 in the data registry yet
-    config_check.validate_benn(config)
+    benn_run.validate(config)
     config.dataset = "cifar10"
   config_check.validate(config, device_count=1)
   kwargs = config.model_kwargs.to_dict()

@@ -76,3 +76,47 @@ def test_pruning_is_the_plain_runs_method_section():
                      match=r"^config\.pruning\.method: must be 'none' next "
                            r"to config\.lottery"):
     drivers.section_of(lottery)
+
+
+@pytest.mark.parametrize("section", [drivers.PLAIN_SECTION,
+                                     *sorted(drivers.DRIVERS)])
+def test_each_driver_owns_its_sections_defaults_and_validation(section):
+  """A section's defaults and checks live in its driver module (the
+  configs' base builds sections through ``drivers.defaults``; the
+  validation reaches the driver through ``drivers.validate``)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  module = importlib.import_module(
+      drivers.PLAIN if section == drivers.PLAIN_SECTION
+      else drivers.DRIVERS[section])
+  assert callable(module.validate) and callable(module.defaults)
+  built = drivers.defaults(section)
+  assert isinstance(built, ml_collections.ConfigDict) and built.keys()
+  # overrides replace a field (a nested ConfigDict too), never merge
+  field = sorted(built.keys())[0]
+  assert drivers.defaults(section, **{field: built[field]})[field] == (
+      built[field])
+  with pytest.raises(ValueError, match="unknown method section"):
+    drivers.defaults("no_such_section")
+
+
+def test_validation_of_a_section_is_its_drivers(monkeypatch):
+  """``config_check.validate`` calls the driver's ``validate`` for the
+  config's one section, and only that one."""
+  seen = []
+  from experiments import lottery_run  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(lottery_run, "validate",
+                      lambda config: seen.append("lottery"))
+  config_check.validate(helpers.small_lottery_config())
+  assert seen == ["lottery"]
+  config_check.validate(helpers.small_config())  # plain: not the lottery's
+  assert seen == ["lottery"]
+
+
+def test_config_check_restates_no_sections_values():
+  """Allowed values are imported from where they are defined: the generic
+  check module names no method section."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  source = inspect.getsource(config_check)
+  for section in drivers.DRIVERS:
+    assert f'"{section}"' not in source and f"config.{section}" not in (
+        source), section

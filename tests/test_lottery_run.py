@@ -393,7 +393,7 @@ def test_paper_configs_are_valid(name, shape):
   model = models.get_model(config.model, 10, **config.model_kwargs.to_dict())
   params = models.abstract_variables(model, shape)["params"]
   mask = sparsity.create_mask(params)
-  config_check.validate_lottery_layers(config, mask)
+  lottery_run.validate_layers(config, mask)
   if config.lottery.scope == "global":  # output layer unpruned
     names = [n for n, *_ in sparsity.masked_leaves(mask)]
     included = [n for n in names if any(config_check.layer_matches(p, n)
