@@ -201,10 +201,14 @@ class Run(NamedTuple):
 
 
 def _wrap(config, inner):
-  """The masked optimizer (the mask-ignoring plain one for dense runs)."""
+  """The masked optimizer (the mask-ignoring plain one for dense runs), in
+  the form `optimizers.mask_moments` allows for the chain `inner` is:
+  ``"on_entry"`` (each moment computed once) for the zero-preserving
+  chains `make_optimizer` builds, ``"per_step"`` otherwise."""
   if pruning.method_of(config) == "none" and "lottery" not in config:
     return optax.with_extra_args_support(inner)  # nothing is ever pruned
-  return sparsity.masked(inner)
+  return sparsity.masked(inner,
+                         mask_moments=optimizers.mask_moments(config))
 
 
 def make_tx(config, *, step_offset: int = 0,
