@@ -189,3 +189,36 @@ def digits_vgg() -> ml_collections.ConfigDict:
   config.checkpoint_every = 500
   config.keep_checkpoints = 1
   return config
+
+
+def mainsub_nin(recipe: str, *, name: str, width: float,
+                dropout: float) -> ml_collections.ConfigDict:
+  """The XNOR NIN that main/subsidiary pruning prunes (binary inner
+  layers, bias-free so that a removed filter outputs exactly 0), trained
+  by Adam 1e-3 with coupled L2 1e-5 (as PyTorch's Adam), cross-entropy,
+  no weight clip; with the `mainsub` section of `recipe` ("budget" or
+  "released"; a ValueError naming config `name` otherwise). The caller
+  sets the data, steps and schedule."""
+  if recipe not in MAINSUB_RECIPES:
+    raise ValueError(f"{name}: unknown recipe {recipe!r}; choose one of: "
+                     f"{', '.join(MAINSUB_RECIPES)}")
+  config = get_config()
+  config.model = "nin"
+  config.model_kwargs = ml_collections.ConfigDict({
+      "variant": "xnor",
+      "binary_first": False,
+      "binary_last": False,
+      "width": width,
+      "dropout": dropout,
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1e-4,
+      "use_bias": False,       # a removed filter outputs exactly 0
+  })
+  config.binarize = True
+  config.loss = "cross_entropy"
+  config.clip_weights = 0.0
+  config.optimizer = "adam"          # + coupled L2 1e-5, as PyTorch Adam
+  config.learning_rate = 1e-3
+  config.weight_decay = 1e-5
+  config.mainsub = mainsub_section(recipe)
+  return config

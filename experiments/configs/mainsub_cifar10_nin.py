@@ -44,32 +44,13 @@ RECIPES = _base.MAINSUB_RECIPES  # ("budget", "released")
 def get_config(recipe: str = "budget") -> ml_collections.ConfigDict:
   """`recipe`: "budget" (the default) or "released" (`--config=...:released`).
   """
-  if recipe not in RECIPES:
-    raise ValueError(f"mainsub_cifar10_nin: unknown recipe {recipe!r}; "
-                     f"choose one of: {', '.join(RECIPES)}")
-  config = _base.get_config()
+  config = _base.mainsub_nin(recipe, name="mainsub_cifar10_nin", width=1.0,
+                             dropout=0.5)
   config.dataset = "cifar10"
   config.dataset_kwargs = ml_collections.ConfigDict({"standardize": True})
-  config.model = "nin"
-  config.model_kwargs = ml_collections.ConfigDict({
-      "variant": "xnor",
-      "binary_first": False,
-      "binary_last": False,
-      "width": 1.0,
-      "dropout": 0.5,
-      "bn_momentum": 0.9,
-      "bn_epsilon": 1e-4,
-      "use_bias": False,       # a removed filter outputs exactly 0
-  })
-  config.binarize = True
-  config.loss = "cross_entropy"
-  config.clip_weights = 0.0
   config.num_steps = STEPS_PER_EPOCH * EPOCHS
   config.batch_size = 128
   config.eval_batch_size = 1000
-  config.optimizer = "adam"          # + coupled L2 1e-5, as PyTorch Adam
-  config.learning_rate = 1e-3
-  config.weight_decay = 1e-5
   config.lr_schedule = "exponential"
   config.lr_decay_every = STEPS_PER_EPOCH
   config.lr_decay_factor = 1000.0 ** (-1.0 / EPOCHS)

@@ -132,33 +132,14 @@ RECIPES = _base.MAINSUB_RECIPES  # ("budget", "released")
 def get_config(recipe: str = "budget") -> ml_collections.ConfigDict:
   """`recipe`: "budget" (the default) or "released" (`--config=...:released`).
   """
-  if recipe not in RECIPES:
-    raise ValueError(f"mainsub_digits: unknown recipe {recipe!r}; choose one "
-                     f"of: {', '.join(RECIPES)}")
-  config = _base.get_config()
-  config.model = "nin"
-  config.model_kwargs = ml_collections.ConfigDict({
-      "variant": "xnor",
-      "binary_first": False,
-      "binary_last": False,
-      "width": 0.25,
-      "dropout": 0.2,
-      "bn_momentum": 0.9,
-      "bn_epsilon": 1e-4,
-      "use_bias": False,       # a removed filter outputs exactly 0
-  })
-  config.binarize = True
-  config.loss = "cross_entropy"
-  config.clip_weights = 0.0
+  config = _base.mainsub_nin(recipe, name="mainsub_digits", width=0.25,
+                             dropout=0.2)
   config.num_steps = 600            # the main network
   config.batch_size = 64
-  config.optimizer = "adam"          # + coupled L2 1e-5, as PyTorch Adam
-  config.learning_rate = 1e-3
-  config.weight_decay = 1e-5
   config.lr_schedule = "constant"
   config.log_every = 100
   config.eval_every = 300
   config.checkpoint_every = 300
-  # 100 subsidiary and 100 fine-tuning steps per layer.
-  config.mainsub = _base.mainsub_section(recipe)
+  # 100 subsidiary and 100 fine-tuning steps per layer (the section's
+  # defaults).
   return config
