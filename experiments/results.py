@@ -64,10 +64,13 @@ class ResultsError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Run:
-  """One finished seed of a table: its seed, workdir and summary.json."""
+  """One finished run of a table: its seed, workdir, summary.json, arm
+  (label; "" for a one-arm table) and wall seconds (over its attempts)."""
   seed: int
   workdir: str
   summary: dict
+  arm: str = ""
+  seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +89,10 @@ class Table:
   """One result table: the runs behind it and how to tabulate them.
 
   `config` is relative to the repository root; `overrides` are
-  `--config.<field>=<value>` of every run; `build(runs)` gets the finished
-  runs in seed order; `plot(runs, path)` (optional) writes the PNG.
+  `--config.<field>=<value>` of every run; `arms` ((label, overrides), ...)
+  are variants each run at every seed (in `RUNS/<label>/seed_<s>/`; one
+  unnamed arm by default); `build(runs)` gets the finished runs, arm by
+  arm, in seed order; `plot(runs, path)` (optional) writes the PNG.
   `test_only` tables exist for tests/test_results.py (tiny, tmp dirs).
   """
   name: str
@@ -96,6 +101,7 @@ class Table:
   seeds: tuple
   build: Callable[[list], Built]
   overrides: tuple = ()
+  arms: tuple = (("", ()),)
   plot: Callable[[list, str], None] | None = None
   description: str = ""
   test_only: bool = False
@@ -223,6 +229,35 @@ def lottery_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
+def plain_table(runs: list) -> Built:
+  """Per arm: test accuracy (one seed as is, several as mean ± sample std
+  [95% CI]), remaining weights, wall time (mean over seeds)."""
+  arms = list(dict.fromkeys(r.arm for r in runs))
+  header = ["run", "test accuracy", "remaining weights", "wall time"]
+  csv_header = ["run", "n", "test_accuracy_mean", "test_accuracy_std",
+                "ci95_lo", "ci95_hi", "remaining_fraction", "wall_seconds"]
+  rows, csv_rows = [], []
+  for arm in arms:
+    mine = [r for r in runs if r.arm == arm]
+    accs = [r.summary["final"]["test_accuracy"] for r in mine]
+    rem = sum(r.summary["final"]["remaining_fraction"] for r in mine) / len(
+        mine)
+    secs = sum(r.seconds for r in mine) / len(mine)
+    s = stats.summarize(accs)
+    rows.append([arm, _acc(accs), f"{100 * rem:.1f}%", f"{secs:.0f} s"])
+    csv_rows.append([arm, s["n"], s["mean"], s["std"],
+                     *(s["ci95"] or (None, None)), rem, secs])
+  seeds = sorted({r.seed for r in runs})
+  notes = (f"Test accuracy ({runs[0].summary.get('model', 'the model')}, "
+           f"seed{'s' if len(seeds) > 1 else ''} "
+           f"{', '.join(map(str, seeds))}"
+           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+              if len(seeds) > 1 else "") + "). Wall time: the run's "
+           "launch.train process, start-up and compilation included, on a "
+           "machine shared with other jobs.")
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
 def lottery_plot(runs: list, path: str) -> None:
   """`lottery_report.plot` of the seeds' summaries."""
   lottery_report.plot([r.summary for r in runs], path)
@@ -253,6 +288,16 @@ TABLES = {t.name: t for t in (
         build=lottery_table, plot=None,
         description="tests/test_results.py: 1 level, 20 steps",
         test_only=True),
+    Table(
+        name="digits_magnitude",
+        title="Magnitude pruning on digits (the plain run)",
+        config="experiments/configs/digits_magnitude.py", seeds=(0,),
+        arms=(("dense (`--config.pruning.method=none`)",
+               (("pruning.method", "none"),)),
+              ("magnitude, gradual, layer-wise 80%", ())),
+        build=plain_table,
+        description="digits_magnitude.py as shipped (4,000 Adam steps, "
+        "batch 64) and its dense twin"),
 )}
 
 
@@ -300,49 +345,65 @@ def format_machine(m: dict) -> str:
 
 
 # ---------------------------------------------------------------- runs --
-def seed_sweep(table: Table, seed: int) -> sweep_lib.Sweep:
-  """The one-point sweep of `table` at `seed` (validated lazily)."""
+def _arm(table: Table, label: str) -> tuple:
+  return dict(table.arms)[label]
+
+
+def seed_sweep(table: Table, seed: int, arm: str = "") -> sweep_lib.Sweep:
+  """The one-point sweep of `table`'s `arm` at `seed` (validated lazily)."""
   path = os.path.join(ROOT, table.config)
   base = sweep_lib.load_module(path).get_config()
-  grid = {f: [v] for f, v in table.overrides}
+  grid = {f: [v] for f, v in (*table.overrides, *_arm(table, arm))}
   return sweep_lib.expand(path, base, [grid], [seed])
 
 
-def seed_dir(runs_dir: str, seed: int) -> str:
+def _slug(label: str) -> str:
+  """A folder name for an arm's label."""
+  return "_".join("".join(c if c.isalnum() else " " for c in label).split())
+
+
+def seed_dir(runs_dir: str, seed: int, arm: str = "") -> str:
+  if arm:
+    return os.path.join(runs_dir, _slug(arm), f"seed_{seed}")
   return os.path.join(runs_dir, f"seed_{seed}")
 
 
-def command(table: Table, seed: int, runs_dir: str) -> str:
-  """The exact `launch.train` command of one seed (paths relative to the
+def _jobs(table: Table, seeds: Sequence[int]) -> list:
+  """(arm, seed) of every run, arm by arm."""
+  return [(arm, seed) for arm, _ in table.arms for seed in seeds]
+
+
+def command(table: Table, seed: int, runs_dir: str, arm: str = "") -> str:
+  """The exact `launch.train` command of one run (paths relative to the
   repository root when they are inside it)."""
-  s = seed_sweep(table, seed)
-  cmd = sweep_lib.command(s, s.points[0], seed_dir(runs_dir, seed))
+  s = seed_sweep(table, seed, arm)
+  cmd = sweep_lib.command(s, s.points[0], seed_dir(runs_dir, seed, arm))
   rel = lambda a: a.replace(ROOT + os.sep, "")
   return shlex.join(["python", *(rel(a) for a in cmd[1:])])
 
 
 def run_seeds(table: Table, seeds: Sequence[int], runs_dir: str, *,
               echo: Callable[[str], None] = print) -> int:
-  """Runs every unfinished seed (a one-point sweep each); returns the
+  """Runs every unfinished run (a one-point sweep each); returns the
   number of failed runs. Writes `machine.json` where something ran."""
   failed = 0
-  validated = False
-  for i, seed in enumerate(seeds, 1):
-    s = seed_sweep(table, seed)
-    d = seed_dir(runs_dir, seed)
+  validated = set()
+  jobs = _jobs(table, seeds)
+  for i, (arm, seed) in enumerate(jobs, 1):
+    s = seed_sweep(table, seed, arm)
+    d = seed_dir(runs_dir, seed, arm)
     p = s.points[0]
+    what = f"[{i}/{len(jobs)}] {table.name}{' ' + arm if arm else ''} seed "
     if sweep_lib.read_summary(d, p) is not None:
-      echo(f"[{i}/{len(seeds)}] {table.name} seed {seed}: finished earlier "
-           f"({sweep_lib.run_dir(d, p)})")
+      echo(f"{what}{seed}: finished earlier ({sweep_lib.run_dir(d, p)})")
       continue
-    if not validated:  # one build check per table (seeds share it)
+    if arm not in validated:  # one build check per arm (seeds share it)
       sweep_lib.validate(s)
-      validated = True
-    echo(f"[{i}/{len(seeds)}] {table.name} seed {seed}: running "
-         f"{command(table, seed, runs_dir)}")
+      validated.add(arm)
+    echo(f"{what}{seed}: running {command(table, seed, runs_dir, arm)}")
     failed += sweep_lib.run(
         s, d, echo=lambda line, i=i: None if "\n" in line else echo(
-            f"[{i}/{len(seeds)}]   {line}"))
+            f"[{i}/{len(jobs)}]   {line}"))
     if sweep_lib.read_summary(d, p) is not None:
       _write_json(os.path.join(d, "machine.json"), machine())
   return failed
@@ -350,28 +411,32 @@ def run_seeds(table: Table, seeds: Sequence[int], runs_dir: str, *,
 
 def finished_runs(table: Table, seeds: Sequence[int],
                   runs_dir: str) -> list:
+  """The finished runs (`Run`), arm by arm, in seed order."""
   out = []
-  for seed in seeds:
-    s = seed_sweep(table, seed)
-    d = seed_dir(runs_dir, seed)
+  for arm, seed in _jobs(table, seeds):
+    s = seed_sweep(table, seed, arm)
+    d = seed_dir(runs_dir, seed, arm)
     summary = sweep_lib.read_summary(d, s.points[0])
     if summary is not None:
-      out.append(Run(seed, sweep_lib.run_dir(d, s.points[0]), summary))
+      secs = sum(a["seconds"] for a in sweep_lib.attempts(d))
+      out.append(Run(seed, sweep_lib.run_dir(d, s.points[0]), summary, arm,
+                     secs))
   return out
 
 
-def _machines(seeds: Sequence[int], runs_dir: str) -> list:
+def _machines(table: Table, seeds: Sequence[int], runs_dir: str) -> list:
   """(machine record, [seeds]) per distinct machine the seeds ran on."""
   out = []
-  for seed in seeds:
-    path = os.path.join(seed_dir(runs_dir, seed), "machine.json")
+  for arm, seed in _jobs(table, seeds):
+    path = os.path.join(seed_dir(runs_dir, seed, arm), "machine.json")
     m = _read_json(path) if os.path.exists(path) else None
     if m is None:
       continue
     key = format_machine(m)
     for rec, ss in out:
       if format_machine(rec) == key:
-        ss.append(seed)
+        if seed not in ss:
+          ss.append(seed)
         rec["date"] = max(rec["date"], m["date"])
         break
     else:
@@ -379,11 +444,11 @@ def _machines(seeds: Sequence[int], runs_dir: str) -> list:
   return out
 
 
-def _wall_seconds(seeds: Sequence[int], runs_dir: str) -> float:
+def _wall_seconds(table: Table, seeds: Sequence[int], runs_dir: str) -> float:
   total = 0.0
-  for seed in seeds:
+  for arm, seed in _jobs(table, seeds):
     total += sum(a["seconds"] for a in sweep_lib.attempts(
-        seed_dir(runs_dir, seed)))
+        seed_dir(runs_dir, seed, arm)))
   return total
 
 
@@ -411,8 +476,8 @@ def table_of(md: str) -> str:
 def render(table: Table, built: Built, seeds: Sequence[int],
            runs_dir: str) -> str:
   """NAME.md: title, table, notes, seeds, commands, machine."""
-  machines = _machines(seeds, runs_dir)
-  wall = _wall_seconds(seeds, runs_dir)
+  machines = _machines(table, seeds, runs_dir)
+  wall = _wall_seconds(table, seeds, runs_dir)
   runs_rel = runs_dir.replace(ROOT + os.sep, "")
   more = ("" if tuple(seeds) == tuple(table.seeds)
           else f" --seeds={len(seeds)}")
@@ -423,7 +488,8 @@ def render(table: Table, built: Built, seeds: Sequence[int],
            "", f"    python -m launch.results --table={table.name}{more}", "",
            f"which runs (skipping finished runs, resuming killed ones; "
            f"workdirs under `{runs_rel}`):", ""]
-  lines += [f"    {command(table, s, runs_dir)}" for s in seeds]
+  lines += [f"    {command(table, s, runs_dir, arm)}"
+            for arm, s in _jobs(table, seeds)]
   lines += ["", "## Machine", ""]
   if not machines:
     lines.append("Unknown (no run recorded its machine).")
@@ -471,9 +537,10 @@ def make(table: Table, *, seeds: Sequence[int] | None = None,
   runs_dir = runs_dir or os.path.join(out_dir, "runs", table.name)
   failed = run_seeds(table, seeds, runs_dir, echo=echo)
   runs = finished_runs(table, seeds, runs_dir)
-  if len(runs) < len(seeds):
-    missing = sorted(set(seeds) - {r.seed for r in runs})
-    raise ResultsError(f"table {table.name}: seed(s) {missing} did not "
+  if len(runs) < len(_jobs(table, seeds)):
+    done = {(r.arm, r.seed) for r in runs}
+    missing = [j for j in _jobs(table, seeds) if j not in done]
+    raise ResultsError(f"table {table.name}: run(s) {missing} did not "
                        f"finish (logs under {runs_dir}); nothing written")
   built = table.build(runs)
   os.makedirs(out_dir, exist_ok=True)
