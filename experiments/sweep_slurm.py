@@ -48,6 +48,19 @@ the sweep resumes it.
 The trainer ignores submitit's signal (`submitit.JobEnvironment.USR_SIG`,
 set to SIG_IGN before exec): SLURM signals every process of the job step,
 and USR2's default action would kill the trainer without a checkpoint.
+
+On a real SLURM (22.05, one node, no accounting storage: `.ci/start-slurm`
+and tests/test_sweep_slurm_cluster.py) the array's tasks run in the
+repository root with the submitter's environment (sbatch exports it), and
+their results equal the local executor's. A plain `scancel` of a running
+task is taken for a preemption: SLURM sends SIGTERM, the trainer
+checkpoints and exits 143, and the task requeues itself (inside the job a
+cancelled and a preempted job look alike, both COMPLETING); cancel it again
+while it is pending to stop it. SLURM holds a requeued task for 2 minutes
+(its EligibleTime) before it runs again. A task killed outright (SIGKILL
+of its step) stays unfinished; re-submitting resumes it from its newest
+checkpoint. Without accounting storage sacct fails and submitit's state is
+UNKNOWN: `in_flight` then asks squeue.
 """
 from __future__ import annotations
 
@@ -55,6 +68,7 @@ import dataclasses
 import json
 import os
 import signal
+import subprocess
 import time
 from typing import Callable
 
@@ -234,10 +248,27 @@ ACTIVE_STATES = frozenset({
     "STAGE_OUT", "STOPPED"})
 
 
+def _squeue_active(job_ids: list) -> set:
+  """The `job_ids` (array tasks `<job>_<i>`) squeue lists as still queued
+  or running: one call, every array task on its own line (-r). A job id
+  squeue no longer knows, or a failing squeue, is not active."""
+  mains = sorted({j.split("_")[0] for j in job_ids})
+  try:
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(mains)],
+        capture_output=True, text=True, timeout=60, check=False).stdout
+  except (OSError, subprocess.SubprocessError):
+    return set()
+  rows = [line.split("|") for line in out.splitlines() if "|" in line]
+  return {job for job, state in rows if state.strip() in ACTIVE_STATES}
+
+
 def in_flight(workdir: str, names: list) -> dict:
   """name -> job id, for the `names` whose last SLURM task is still
   queued or running (one sacct call, through submitit's watcher; a job
-  sacct does not know is not in flight)."""
+  sacct does not know is not in flight). Where sacct knows none of them
+  (state UNKNOWN: a cluster without accounting storage, where sacct
+  fails), squeue says which are still queued or running."""
   last = _submissions(workdir)
   folder = os.path.join(workdir, "slurm", "%j")
   jobs = {name: submitit.SlurmJob(folder=folder, job_id=last[name])
@@ -245,8 +276,14 @@ def in_flight(workdir: str, names: list) -> dict:
   if not jobs:
     return {}
   submitit.SlurmJob.watcher.update()
+  states = {name: (job.state.split() or [""])[0].upper()
+            for name, job in jobs.items()}
+  if all(state == "UNKNOWN" for state in states.values()):
+    queued = _squeue_active([job.job_id for job in jobs.values()])
+    return {name: job.job_id for name, job in jobs.items()
+            if job.job_id in queued}
   return {name: job.job_id for name, job in jobs.items()
-          if (job.state.split() or [""])[0].upper() in ACTIVE_STATES}
+          if states[name] in ACTIVE_STATES}
 
 
 def _record_submission(workdir: str, name: str, job_id: str,

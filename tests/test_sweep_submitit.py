@@ -194,6 +194,7 @@ FAKE_SLURM = {  # just enough of SLURM's commands for submitit to submit
               "echo \"Submitted batch job 4242\"\n",
     "sacct": "#!/bin/sh\nprintf 'JobID|State|NodeList\\n"
              "4242_[0-1]|%s|node1\\n' \"$(cat $FAKE_SLURM_DIR/state)\"\n",
+    "squeue": "#!/bin/sh\nexit 0\n",  # (asked only when sacct knows none)
 }
 
 
