@@ -60,7 +60,9 @@ while it is pending to stop it. SLURM holds a requeued task for 2 minutes
 (its EligibleTime) before it runs again. A task killed outright (SIGKILL
 of its step) stays unfinished; re-submitting resumes it from its newest
 checkpoint. Without accounting storage sacct fails and submitit's state is
-UNKNOWN: `in_flight` then asks squeue.
+UNKNOWN: `in_flight` then asks squeue, and so does a waiting submitter
+(every `SQUEUE_EVERY_S`), which reports a task squeue lists no more and
+that wrote no result as failed instead of waiting for it for ever.
 """
 from __future__ import annotations
 
@@ -81,6 +83,8 @@ EXECUTORS = ("local", "slurm", "submitit_local")
 SIGNAL_DELAY_S = 120  # USR2 this long before the time limit (at most)
 MAX_REQUEUES = 10     # requeues of one task per submission, on time limits
                       # (submitit's max_num_timeout) and on preemptions
+SQUEUE_EVERY_S = 10   # a waiting submitter asks squeue this often about
+                      # tasks sacct cannot see (no accounting storage)
 _ACTIVE = "submissions.jsonl"
 
 
@@ -248,19 +252,34 @@ ACTIVE_STATES = frozenset({
     "STAGE_OUT", "STOPPED"})
 
 
-def _squeue_active(job_ids: list) -> set:
+def _squeue_active(job_ids: list) -> set | None:
   """The `job_ids` (array tasks `<job>_<i>`) squeue lists as still queued
-  or running: one call, every array task on its own line (-r). A job id
-  squeue no longer knows, or a failing squeue, is not active."""
+  or running: one call, every array task on its own line (-r); a job id
+  squeue no longer knows is not active. None when squeue fails."""
   mains = sorted({j.split("_")[0] for j in job_ids})
   try:
-    out = subprocess.run(
+    proc = subprocess.run(
         ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(mains)],
-        capture_output=True, text=True, timeout=60, check=False).stdout
+        capture_output=True, text=True, timeout=60, check=False)
   except (OSError, subprocess.SubprocessError):
-    return set()
-  rows = [line.split("|") for line in out.splitlines() if "|" in line]
+    return None
+  if proc.returncode and "Invalid job id" not in proc.stderr:
+    return None
+  rows = [line.split("|") for line in proc.stdout.splitlines() if "|" in line]
   return {job for job, state in rows if state.strip() in ACTIVE_STATES}
+
+
+def _lost(jobs: list) -> set:
+  """The ids of the SLURM `jobs` that ended without a result where sacct
+  cannot say so (no accounting storage: submitit's state stays UNKNOWN and
+  `done()` never turns true): squeue lists them no more and they wrote no
+  result."""
+  unknown = [j for j in jobs if j.state == "UNKNOWN"]
+  queued = _squeue_active([j.job_id for j in unknown]) if unknown else None
+  if queued is None:
+    return set()
+  return {j.job_id for j in unknown if j.job_id not in queued
+          and not j.paths.result_pickle.exists()}
 
 
 def in_flight(workdir: str, names: list) -> dict:
@@ -279,7 +298,7 @@ def in_flight(workdir: str, names: list) -> dict:
   states = {name: (job.state.split() or [""])[0].upper()
             for name, job in jobs.items()}
   if all(state == "UNKNOWN" for state in states.values()):
-    queued = _squeue_active([job.job_id for job in jobs.values()])
+    queued = _squeue_active([job.job_id for job in jobs.values()]) or set()
     return {name: job.job_id for name, job in jobs.items()
             if job.job_id in queued}
   return {name: job.job_id for name, job in jobs.items()
@@ -354,6 +373,7 @@ def submit(sweep: sweep_lib.Sweep, workdir: str, *, executor: str = "slurm",
              f"submitit logs in {os.path.join(workdir, 'slurm')}")
     failed = 0
     limit = options.array_parallelism or len(tasks) or 1
+    checked = time.time()
     while pending or queue:
       while queue and len(pending) < limit:
         p, task = queue.pop(0)
@@ -361,11 +381,15 @@ def submit(sweep: sweep_lib.Sweep, workdir: str, *, executor: str = "slurm",
         _record_submission(workdir, p.name, job.job_id, executor)
         pending.append((p, job))
       time.sleep(0.5)
+      lost = set()
+      if executor == "slurm" and time.time() - checked > SQUEUE_EVERY_S:
+        lost, checked = _lost([job for _, job in pending]), time.time()
       for p, job in list(pending):
-        if job.done():
+        if job.job_id in lost or job.done():
           pending.remove((p, job))
           k += 1
-          failed += _report(workdir, p, job, k, n, echo)
+          failed += _report(workdir, p, job, k, n, echo,
+                            lost=job.job_id in lost)
     table = sweep_lib.write_results(sweep, workdir)
     echo(table)
     if failed:
@@ -377,12 +401,16 @@ def submit(sweep: sweep_lib.Sweep, workdir: str, *, executor: str = "slurm",
 
 
 def _report(workdir: str, p: sweep_lib.Point, job, k: int, n: int,
-            echo) -> int:
+            echo, lost: bool = False) -> int:
   """Prints a finished task's line; returns 1 if it failed, else 0."""
-  try:
-    rc, why = job.result(), ""
-  except Exception as e:  # pylint: disable=broad-except
-    rc, why = None, _first_line(e)
+  if lost:  # (job.result() would wait for it for ever)
+    rc, why = None, ("the task ended without a result (killed?); SLURM "
+                     "lists it no more")
+  else:
+    try:
+      rc, why = job.result(), ""
+    except Exception as e:  # pylint: disable=broad-except
+      rc, why = None, _first_line(e)
   mine = [a for a in sweep_lib.attempts(workdir) if a["name"] == p.name]
   secs = mine[-1]["seconds"] if mine else 0.0
   summary = sweep_lib.read_summary(workdir, p)

@@ -13,7 +13,8 @@ point's trainer has written a checkpoint mid-run:
   a cancel): both die at once, nothing requeues the task; re-submitting the
   sweep submits that point only (the others are finished or still queued
   or running: squeue, as this cluster has no accounting for sacct) and it
-  resumes from its newest periodic checkpoint.
+  resumes from its newest periodic checkpoint (the submitter waits for it:
+  its result file says when it is done, as sacct cannot).
 
 SLURM holds a requeued job for 2 minutes (its EligibleTime); the test
 moves that to now (`scontrol update StartTime=now`).
@@ -193,12 +194,14 @@ def test_slurm_sweep_cancel_kill_resubmit_matches_local(tmp_path, slurm):
     subprocess.run(["scontrol", "update", f"JobId={first[cancelled]}",
                     "StartTime=now"], check=False)  # (done, if "")
 
-    # Re-submitting submits the killed point only.
-    proc = _sweep(*flags)
+    # Re-submitting (and waiting) submits the killed point only.
+    proc = _sweep(*flags[:-1])
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     counts = re.search(r"4 runs \((\d) finished earlier, (\d) queued or "
                        r"running, 1 to submit\)", proc.stdout)
     assert counts and sum(map(int, counts.groups())) == 3, proc.stdout
+    assert re.search(rf"\[\d/4\] {re.escape(killed)}  test accuracy",
+                     proc.stdout), proc.stdout
     again = _submitted(workdir)[len(first):]
     assert [s["name"] for s in again] == [killed], again
     jobs = list(first.values()) + [again[0]["job_id"]]

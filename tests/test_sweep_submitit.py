@@ -11,6 +11,7 @@ bad flags are one line and exit 2.
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -198,17 +199,21 @@ FAKE_SLURM = {  # just enough of SLURM's commands for submitit to submit
 }
 
 
-def test_slurm_submits_one_array_and_skips_queued_points(tmp_path,
-                                                        monkeypatch):
-  """The slurm path up to sbatch (fake SLURM commands on PATH): one array
-  with the asked resources; re-submitting skips the queued points."""
+def _fake_slurm_env(tmp_path):
   bin_dir = tmp_path / "bin"
   bin_dir.mkdir()
   for name, text in FAKE_SLURM.items():
     (bin_dir / name).write_text(text)
     (bin_dir / name).chmod(0o755)
-  env = dict(os.environ, JAX_PLATFORMS="cpu", FAKE_SLURM_DIR=str(tmp_path),
-             PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+  return dict(os.environ, JAX_PLATFORMS="cpu", FAKE_SLURM_DIR=str(tmp_path),
+              PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_slurm_submits_one_array_and_skips_queued_points(tmp_path,
+                                                        monkeypatch):
+  """The slurm path up to sbatch (fake SLURM commands on PATH): one array
+  with the asked resources; re-submitting skips the queued points."""
+  env = _fake_slurm_env(tmp_path)
   path = write_sweep(tmp_path, [{"optimizer": ["sgd", "adam"]}])
   workdir = tmp_path / "w"
   cmd = [sys.executable, "-m", "launch.sweep", f"--config={path}",
@@ -248,3 +253,23 @@ def test_slurm_submits_one_array_and_skips_queued_points(tmp_path,
     assert sweep_slurm.in_flight(str(workdir), NAMES) == (
         {NAMES[0]: "4242_0", NAMES[1]: "4242_1"} if state == "REQUEUED"
         else {}), state
+
+
+def test_waiting_submitter_reports_tasks_lost_without_sacct(tmp_path):
+  """Without accounting storage sacct knows no task (state UNKNOWN): a
+  task squeue lists no more that wrote no result is reported failed
+  instead of waited for for ever (fake SLURM: the tasks never run)."""
+  env = _fake_slurm_env(tmp_path)
+  (tmp_path / "state").write_text("")
+  path = write_sweep(tmp_path, [{"optimizer": ["sgd", "adam"]}])
+  workdir = tmp_path / "w"
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.sweep", f"--config={path}",
+       f"--workdir={workdir}", "--executor=slurm"], cwd=ROOT, env=env,
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+  for i, name in enumerate(NAMES):
+    assert re.search(rf"{re.escape(name)}  FAILED \(exit None, job "
+                     rf"4242_{i}\) after 0.0 s: the task ended without a "
+                     "result", proc.stdout), proc.stdout
+  assert (workdir / "results.csv").exists()
