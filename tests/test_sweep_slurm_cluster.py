@@ -75,17 +75,21 @@ def _env():
               PYTHONPATH=ROOT + (os.pathsep + path if path else ""))
 
 
-def _sweep(*args, wait=True):
+def _sweep(*args, log=None):
+  """Runs launch.sweep; in the background, its output to `log`, if given."""
   cmd = [sys.executable, "-m", "launch.sweep", *args]
-  if not wait:
-    return subprocess.Popen(cmd, cwd=ROOT, env=_env(), text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  if log is not None:
+    with open(log, "w") as f:
+      return subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=f,
+                              stderr=subprocess.STDOUT)
   return subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True,
                         text=True, timeout=DEADLINE_S)
 
 
 def _submitted(workdir):
   path = os.path.join(workdir, "slurm", "submissions.jsonl")
+  if not os.path.exists(path):
+    return []
   with open(path) as f:
     return [json.loads(l) for l in f if l.strip()]
 
@@ -153,8 +157,9 @@ def test_slurm_sweep_cancel_kill_resubmit_matches_local(tmp_path, slurm):
   flags = [f"--config={path}", f"--workdir={workdir}", "--executor=slurm",
            "--slurm_partition=debug", "--slurm_cpus_per_task=1",
            "--slurm_time=10", "--nowait"]
+  log = str(tmp_path / "local.log")
   local_proc = _sweep(f"--config={path}", f"--workdir={local}",
-                      "--parallel=2", wait=False)
+                      "--parallel=2", log=log)
   try:
     proc = _sweep(*flags)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -211,14 +216,14 @@ def test_slurm_sweep_cancel_kill_resubmit_matches_local(tmp_path, slurm):
               _finished(workdir, n) for n in NAMES), deadline)
     proc = _sweep(f"--config={path}", f"--workdir={workdir}", "--collect")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    out, err = local_proc.communicate(timeout=max(1, deadline - time.time()))
-    assert local_proc.returncode == 0, out[-2000:] + err[-2000:]
+    local_proc.wait(timeout=max(1, deadline - time.time()))
+    with open(log) as f:
+      assert local_proc.returncode == 0, f.read()[-4000:]
   finally:
     if local_proc.poll() is None:
       local_proc.kill()
-    ids = sorted({s["job_id"].split("_")[0] for s in _submitted(workdir)}
-                 if os.path.exists(os.path.join(workdir, "slurm")) else [])
-    if ids:
+    ids = sorted({s["job_id"].split("_")[0] for s in _submitted(workdir)})
+    if ids:  # (nothing left to cancel when it passed)
       subprocess.run(["scancel", *ids], check=False)
 
   assert _rows(workdir) == _rows(local)  # same accuracies, same rows
