@@ -65,12 +65,14 @@ class ResultsError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Run:
   """One finished run of a table: its seed, workdir, summary.json, arm
-  (label; "" for a one-arm table) and wall seconds (over its attempts)."""
+  (label; "" for a one-arm table), wall seconds (over its attempts) and the
+  arm's overrides ((field, value), ...)."""
   seed: int
   workdir: str
   summary: dict
   arm: str = ""
   seconds: float = 0.0
+  overrides: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,6 +260,31 @@ def plain_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
+def flags_table(runs: list) -> Built:
+  """Per arm: its extra command-line flags and test accuracy (one seed as
+  is, several as mean ± sample std [95% CI])."""
+  arms = list(dict.fromkeys(r.arm for r in runs))
+  header = ["run", "extra flags", "test accuracy"]
+  csv_header = ["run", "extra_flags", "n", "test_accuracy_mean",
+                "test_accuracy_std", "ci95_lo", "ci95_hi"]
+  rows, csv_rows = [], []
+  for arm in arms:
+    mine = [r for r in runs if r.arm == arm]
+    flags = " ".join(f"--config.{f}={sweep_lib.cli_value(v)}"
+                     for f, v in mine[0].overrides)
+    accs = [r.summary["final"]["test_accuracy"] for r in mine]
+    s = stats.summarize(accs)
+    rows.append([arm, f"`{flags}`" if flags else "", _acc(accs)])
+    csv_rows.append([arm, flags, s["n"], s["mean"], s["std"],
+                     *(s["ci95"] or (None, None))])
+  seeds = sorted({r.seed for r in runs})
+  notes = (f"Test accuracy, seed{'s' if len(seeds) > 1 else ''} "
+           f"{', '.join(map(str, seeds))}"
+           + (" (mean ± sample std [95% CI, Student t] over the seeds)"
+              if len(seeds) > 1 else "") + ".")
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
 def lottery_plot(runs: list, path: str) -> None:
   """`lottery_report.plot` of the seeds' summaries."""
   lottery_report.plot([r.summary for r in runs], path)
@@ -298,6 +325,20 @@ TABLES = {t.name: t for t in (
         build=plain_table,
         description="digits_magnitude.py as shipped (4,000 Adam steps, "
         "batch 64) and its dense twin"),
+    Table(
+        name="binaryconnect_digits",
+        title="BinaryConnect and BNN on digits, with the float twin",
+        config="experiments/configs/binaryconnect_digits.py", seeds=(0,),
+        arms=(("BinaryConnect, deterministic", ()),
+              ("float twin", (("binarize", False),)),
+              ("BinaryConnect, stochastic",
+               (("model_kwargs.kernel_quantizer", "stochastic_sign"),)),
+              ("BNN (binary activations)",
+               (("model_kwargs.input_quantizer", "ste_sign"),
+                ("model_kwargs.activation", "hard_tanh")))),
+        build=flags_table,
+        description="binaryconnect_digits.py as shipped (3,000 Adam steps, "
+        "batch 64) and its variants"),
 )}
 
 
@@ -420,7 +461,7 @@ def finished_runs(table: Table, seeds: Sequence[int],
     if summary is not None:
       secs = sum(a["seconds"] for a in sweep_lib.attempts(d))
       out.append(Run(seed, sweep_lib.run_dir(d, s.points[0]), summary, arm,
-                     secs))
+                     secs, tuple(_arm(table, arm))))
   return out
 
 

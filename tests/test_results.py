@@ -182,3 +182,21 @@ def test_several_seeds_are_summarized_and_paired(tiny):
   assert level1["ticket_n"] == 2 and level1["ticket_std"] == 0.0
   assert level1["diff_n"] == 2 and level1["random_reinit_n"] == 2
   assert "over 2 seeds (0, 1)" in built.notes
+
+
+def test_plain_and_flags_tables():
+  def run(seed, arm, acc, overrides=()):
+    summary = {"model": "mlp", "final": {"test_accuracy": acc,
+                                         "remaining_fraction": 0.2}}
+    return results.Run(seed, "", summary, arm, 10.0 + seed, overrides)
+  runs = [run(0, "a", 0.90, (("pruning.method", "none"),)),
+          run(1, "a", 0.92, (("pruning.method", "none"),)),
+          run(0, "b", 0.95), run(1, "b", 0.95)]
+  plain = results.plain_table(runs)
+  assert [r[0] for r in plain.rows] == ["a", "b"]
+  assert plain.rows[0][1].startswith("0.9100 ± 0.0141 [")
+  assert plain.rows[0][2:] == ["20.0%", "10 s"]
+  flags = results.flags_table(runs)
+  assert flags.rows[0][:2] == ["a", "`--config.pruning.method=none`"]
+  assert flags.rows[1][:2] == ["b", ""]
+  assert "over the seeds" in flags.notes
