@@ -30,25 +30,7 @@ BNN = {"input_quantizer": "ste_sign", "activation": "hard_tanh",
        "binary_first": True, "binary_last": True}
 
 
-def random_variables(model, input_shape, seed=0):
-  """Random values for every variable (see tests/test_models.py): kernels
-  N(0, 2 / fan_in), non-trivial biases, BN statistics and scales."""
-  rng = np.random.default_rng(seed)
-
-  def f(path, leaf):
-    shape, last = leaf.shape, path[-1].key
-    if last == "kernel":
-      new = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
-    elif last == "var":
-      new = rng.uniform(0.5, 2.0, shape)
-    elif last == "scale":
-      new = rng.uniform(0.5, 1.5, shape)
-    else:  # bias, mean
-      new = rng.normal(0.0, 0.3, shape)
-    return jnp.asarray(new, leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(
-      f, models.abstract_variables(model, input_shape))
+random_variables = models.random_variables  # the shared test values
 
 
 def _random_mask(params, seed=1):

@@ -36,26 +36,9 @@ _NO_JAX = _export_check.NO_JAX
 def _random_variables(model, input_shape, seed=0, density=1.0):
   """Random variables (latent binary kernels Uniform(-1, 1)), non-trivial
   BN statistics, and a random mask of ``density`` applied to the kernels."""
-  rng = np.random.default_rng(seed)
-  abstract = models.abstract_variables(model, input_shape)
-
-  def f(path, leaf):
-    keys = [p.key for p in path]
-    shape, last = leaf.shape, keys[-1]
-    if last == "kernel":
-      if any(k.startswith("Binary") for k in keys):
-        new = rng.uniform(-1, 1, shape)
-      else:
-        new = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
-    elif last == "var":
-      new = rng.uniform(0.5, 2.0, shape)
-    elif last == "scale":
-      new = rng.uniform(0.5, 1.5, shape)
-    else:
-      new = rng.normal(0.0, 0.3, shape)
-    return np.asarray(new, np.float32)
-
-  variables = jax.tree_util.tree_map_with_path(f, abstract)
+  variables = jax.tree.map(np.array, models.random_variables(
+      model, input_shape, seed, binary_uniform=True))
+  rng = np.random.default_rng(seed + 1)
   mask = jax.tree_util.tree_map_with_path(
       lambda p, v: (rng.random(v.shape) < density) if p[-1].key == "kernel"
       and v.ndim >= 2 else None, variables["params"])

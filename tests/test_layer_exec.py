@@ -9,7 +9,6 @@ unknown op is a one-line error.
 import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -36,25 +35,7 @@ ZOO = {  # name: (model, per-example input shape)
 }
 
 
-def random_variables(model, input_shape, seed=0):
-  """Random values for every variable: kernels N(0, 2 / fan_in), nonzero
-  biases and BatchNorm statistics (init's zeros and ones hide mistakes)."""
-  rng = np.random.default_rng(seed)
-
-  def f(path, leaf):
-    shape, last = leaf.shape, path[-1].key
-    if last == "kernel":
-      new = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
-    elif last == "var":
-      new = rng.uniform(0.5, 2.0, shape)
-    elif last == "scale":
-      new = rng.uniform(0.5, 1.5, shape)
-    else:
-      new = rng.normal(0.0, 0.3, shape)
-    return jnp.asarray(new, leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(
-      f, models.abstract_variables(model, input_shape))
+random_variables = models.random_variables  # the shared test values
 
 
 def _close(got, want):

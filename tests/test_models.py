@@ -40,27 +40,7 @@ def _leaf_paths(tree):
           for path, _ in jax.tree_util.tree_leaves_with_path(tree)}
 
 
-def _random_variables(model, input_shape, seed=0):
-  """Random values for every variable of ``model``, without running its
-  (slow, op-by-op) init: kernels N(0, 2 / fan_in), and non-trivial biases,
-  BN statistics and BN scales (init's zeros and ones would hide a wrong
-  role such as mean/var or scale/bias swapped)."""
-  rng = np.random.default_rng(seed)
-
-  def f(path, leaf):
-    shape, last = leaf.shape, path[-1].key
-    if last == "kernel":
-      new = rng.normal(0.0, np.sqrt(2.0 / np.prod(shape[:-1])), shape)
-    elif last == "var":
-      new = rng.uniform(0.5, 2.0, shape)
-    elif last == "scale":
-      new = rng.uniform(0.5, 1.5, shape)
-    else:  # bias, mean
-      new = rng.normal(0.0, 0.3, shape)
-    return jnp.asarray(new, leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(
-      f, models.abstract_variables(model, input_shape))
+_random_variables = models.random_variables  # the shared test values
 
 
 # ---------------------------------------------------------------- counts

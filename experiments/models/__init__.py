@@ -37,6 +37,7 @@ from experiments.models._layers import layer_outputs
 from experiments.models._mlp import LeNet300100, MLP
 from experiments.models._binary_resnet import BinaryResNet18
 from experiments.models._nin import NIN, binary_conv_names
+from experiments.models._random import random_variables
 from experiments.models._resnet import BasicBlock, ResNet, ResNet20, ResNet56
 from experiments.models._segmentation import make_divisible
 from experiments.models._segmentation import (
@@ -55,6 +56,8 @@ __all__ = [
     "LayerExecutor", "layer_executor", "load_executor",
     # A user's own model: the verified export, the recorded intermediates.
     "export_model", "layer_outputs",
+    # Random values for every variable (tests, benchmarks).
+    "random_variables",
     # Writing a model: `layers` holds the layer-list recording helpers
     # (`record`, `dense`, `conv`, ...), `binary_conv` records a binary conv
     # with its quantizers, `forward_name` names a quantizer's forward,
