@@ -128,3 +128,59 @@ def test_two_processes_through_the_cli_match_one(single_device, tmp_path):
   leftovers = [f for _, _, files in os.walk(workdir) for f in files
                if f.endswith(".tmp")]
   assert not leftovers, leftovers
+
+
+def _poll(predicate, timeout: float, what: str) -> None:
+  import time  # pylint: disable=g-import-not-at-top
+  end = time.monotonic() + timeout
+  while not predicate():
+    assert time.monotonic() < end, f"timed out waiting for {what}"
+    time.sleep(0.02)
+
+
+def test_two_processes_killed_and_rerun_resume(tmp_path):
+  """kill -9 of one of the two `launch.train` processes mid-run (the other
+  is then killed too, as a scheduler would end the job), then the same
+  two commands again: process 0 says it resumes from a checkpoint, the run
+  finishes, and it matches an uninterrupted one-process run of the same
+  config (masks equal, accuracy within one test image)."""
+  import signal  # pylint: disable=g-import-not-at-top
+  longer = {**SHORT, "num_steps": 300}
+  flags = [*CLI_FLAGS, "--config.num_steps=300"]
+  workdir = str(tmp_path / "two")
+  root = os.path.dirname(HERE)
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+
+  def launch(port):
+    return [subprocess.Popen(
+        [sys.executable, "-m", "launch.train", *flags, f"--workdir={workdir}",
+         f"--coordinator_address=localhost:{port}", "--num_processes=2",
+         f"--process_id={i}"], cwd=root, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for i in range(2)]
+
+  procs = launch(_free_port())
+  first = os.path.join(workdir, "checkpoints", "30")
+  _poll(lambda: os.path.isdir(first) or any(
+      p.poll() is not None for p in procs), 240, "the first checkpoint")
+  procs[1].send_signal(signal.SIGKILL)
+  procs[1].communicate(timeout=60)
+  try:
+    procs[0].communicate(timeout=5)
+  except subprocess.TimeoutExpired:  # blocked in a collective
+    procs[0].send_signal(signal.SIGKILL)
+    procs[0].communicate(timeout=60)
+  assert not os.path.exists(os.path.join(workdir, "summary.json")), (
+      "the run finished before the kill: make it longer")
+
+  procs = launch(_free_port())
+  outs = [finish(p) for p in procs]
+  resumed = [l for l in outs[0].splitlines() if l.startswith("Resuming")]
+  assert resumed and "from step 0 " not in resumed[0], outs[0][-2000:]
+  assert summary(workdir)["processes"] == 2
+  single = str(tmp_path / "one")
+  finish(run(single, overrides=longer))
+  a = train.load_state(small_config(**longer), single)
+  b = train.load_state(small_config(**longer), workdir)
+  assert leaves_equal(a.mask, b.mask)
+  assert summary(single)["final"]["test_accuracy"] == pytest.approx(
+      summary(workdir)["final"]["test_accuracy"], abs=1 / 360 + 1e-9)
