@@ -34,6 +34,11 @@ _SETTINGS = {
 
 
 def pytest_configure(config):
+  # The slowest tests are listed at the end of every run (CI's log shows
+  # where its 30-minute budget goes); `--durations=N` on the command line
+  # still wins.
+  if getattr(config.option, "durations", None) is None:
+    config.option.durations = 25
   if _DIR not in os.environ and not hasattr(config, "workerinput"):
     os.environ[_DIR] = tempfile.mkdtemp(prefix="sbn-jax-cache-")
     config._sbn_jax_cache = os.environ[_DIR]  # pylint: disable=protected-access
@@ -62,6 +67,7 @@ def pytest_unconfigure(config):
 # one long test finishing alone while the other worker idles. A module not
 # listed here keeps its place; the list only orders, it selects nothing.
 LONG_FIRST = (
+    "test_sweep_slurm_cluster.py",
     "test_resume_drivers.py", "test_mainsub_run.py", "test_faults.py",
     "test_filterprune.py", "test_repr_run.py", "test_conformance.py",
     "test_lottery_run.py", "test_benn_run.py", "test_sweep.py",
