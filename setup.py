@@ -25,6 +25,9 @@ setuptools.setup(
         "absl-py",
         "ml_collections>=1.0",
         "grain>=0.2.6",
+        # TFDS decodes the images of prepared datasets with it when
+        # TensorFlow is absent (also a matplotlib dependency).
+        "pillow>=10",
         "numpy>=1.26",
         "scipy>=1.11",  # experiments.stats: Student t intervals.
         "scikit-learn>=1.3",
