@@ -58,6 +58,7 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from bench._timing import interleaved_medians
@@ -152,11 +153,14 @@ def _state(model, tx, input_shape, key) -> engine.TrainState:
   return jax.jit(_init_fn(model, tx, input_shape))(key)
 
 
-def _batch(size, key, lead=()) -> dict:
-  """A synthetic batch on the device (`lead`: extra leading axes)."""
+def _batch(size, seed: int, lead=()) -> dict:
+  """A synthetic batch on the device (`lead`: extra leading axes); drawn
+  with NumPy, so no random program is compiled for it."""
+  rng = np.random.default_rng(seed)
   shape = (*lead, size["batch"])
-  return {"image": jax.random.normal(key, (*shape, *size["input_shape"])),
-          "label": jax.random.randint(key, shape, 0, 10)}
+  return {"image": jnp.asarray(rng.normal(
+              size=(*shape, *size["input_shape"])).astype(np.float32)),
+          "label": jnp.asarray(rng.integers(0, 10, shape).astype(np.int32))}
 
 
 _copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))
@@ -252,7 +256,7 @@ def _resnet_steps(size) -> dict:
   key = jax.random.PRNGKey(0)
   config = _resnet_config(size, pruned=False)
   model = _model(config, size["resnet"])
-  batch = _batch(size, jax.random.fold_in(key, 1))
+  batch = _batch(size, 1)
   out = {}
   for name, pruned in (("dense", False), ("masked", True)):
     config.pruning.method = "magnitude" if pruned else "none"
@@ -276,7 +280,7 @@ def masked_vs_dense(size, steps) -> tuple:
 
 def ste_vs_float(size) -> tuple:
   key = jax.random.PRNGKey(0)
-  batch = _batch(size, jax.random.fold_in(key, 1))
+  batch = _batch(size, 1)
   runs = {}
   for name, binarize in (("float", False), ("ste", True)):
     config = binaryconnect_cifar10.get_config()
@@ -301,7 +305,7 @@ def benn_vmap_vs_sequential(size) -> tuple:
   k = size["members"]
   keys = jax.random.split(jax.random.PRNGKey(0), k)
   stacked = jax.jit(jax.vmap(_init_fn(model, tx, size["input_shape"])))(keys)
-  batches = _batch(size, jax.random.PRNGKey(1), lead=(k,))
+  batches = _batch(size, 1, lead=(k,))
   unstack = jax.jit(lambda tree: [jax.tree.map(lambda x, i=i: x[i], tree)
                                   for i in range(k)])
   members, member_batches = unstack(stacked), unstack(batches)
