@@ -26,6 +26,23 @@ logits' scale), so a wrong network is never timed.  Target (VGG on CPU):
 time ratio <= 1.3 x the MACs fraction (MACs 0.40 -> time <= 0.52).
 Batch 16, 7 repeats.  ``--quick``: narrow models (VGG 16-32-64,
 ResNet-20 of width 4), batch 4, one rate, 3 repeats (a smoke test).
+The full run needs about 20 GB of memory: ``sparsity.fpgm_keep``'s
+geometric-median distances hold every pairwise difference of a layer's
+filters (512 x 512 x 4608 for VGG-11's last convs).
+
+Where the evaluator's FPGM shortfall comes from (VGG-11, r = 0.3: time
+0.83 at MACs 0.50 in the README's run), measured per layer with
+``Model.run(timings=...)`` on the loaded 2-core CPU: with one BLAS thread
+(``OPENBLAS_NUM_THREADS=1``, the thread's CPU time) the shrunk network
+costs 0.57 of the dense one (1.15 x MACs). Convs 1-7, 86 % of the time,
+scale as their MACs (0.51-0.58; odd widths such as 359 run at the same
+GFLOP/s as 512). Conv 0 (3 input channels, MACs 0.70) takes 0.80, and
+BatchNorm, ReLU and pooling (10 %) scale with the channels. With
+OpenBLAS's default 2 threads on loaded cores the 64-256-row matmuls of
+the 4x4 and 2x2 convs spin while the other thread is descheduled: 4-11x
+their one-thread CPU time, shrunk hardly cheaper than dense, 3x the wall
+time overall. So the evaluator's ratio here measures the scheduler. Time
+it with ``OPENBLAS_NUM_THREADS=1`` on a shared machine.
 """
 import sys
 
