@@ -73,7 +73,8 @@ LONG_FIRST = (
     "test_lottery_run.py", "test_benn_run.py", "test_sweep.py",
     "test_sweep_submitit.py",
     "test_notebooks.py", "test_gradcount.py", "test_export.py",
-    "test_launch.py",
+    "test_launch.py", "test_results.py", "test_bench_accelerator.py",
+    "test_tfds_files.py",
 )
 
 
