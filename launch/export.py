@@ -36,11 +36,12 @@ run / level / member / checkpoint, an unfinished run, a lottery run without
 its directory does not, a pruned weight that is not exactly 0, a bad
 config, a model without a layer list).
 """
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+
+from launch import cli
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the run.")
 _OUT = flags.DEFINE_string("out", None, "The file to write (.sbn).")
@@ -65,16 +66,12 @@ _SHRINK = flags.DEFINE_bool(
 
 
 def _fail(message: str, code: int = 2) -> None:
-  print(f"launch.export: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(code)
+  cli.fail("launch.export", message, code)
 
 
 def parse_flags(argv):
   """absl flag parsing with a one-line error and exit code 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0] if str(e) else repr(e))
+  return cli.parse_flags("launch.export", argv)
 
 
 def main(argv):

@@ -25,6 +25,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from launch import cli
+
 _TABLE = flags.DEFINE_string("table", None, "The table to write (--list "
                              "lists them).")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Number of seeds (the first N); "
@@ -40,17 +42,13 @@ _README = flags.DEFINE_string("readme", None, "The README --update_readme "
                               "rewrites (default the repository's).")
 
 
-def _fail(message: str, code: int) -> None:
-  print(f"launch.results: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(code)
+def _fail(message: str, code: int = 2) -> None:
+  cli.fail("launch.results", message, code)
 
 
 def parse_flags(argv):
   """absl flag parsing with a one-line error and exit code 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0] if str(e) else repr(e), 2)
+  return cli.parse_flags("launch.results", argv)
 
 
 def main(argv):

@@ -46,6 +46,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+from launch import cli
+
 _CONFIG = flags.DEFINE_string("config", None, "Sweep config file (with "
                               "get_config() and get_sweep()).")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory of the sweep.")
@@ -78,17 +80,13 @@ _SLURM_FLAGS = ("slurm_partition", "slurm_time", "slurm_cpus_per_task",
                 "slurm_gpus_per_task", "slurm_array_parallelism", "wait")
 
 
-def _fail(message: str, code: int) -> None:
-  print(f"launch.sweep: error: {message}", file=sys.stderr, flush=True)
-  sys.exit(code)
+def _fail(message: str, code: int = 2) -> None:
+  cli.fail("launch.sweep", message, code)
 
 
 def parse_flags(argv):
   """absl flag parsing with a one-line error and exit code 2."""
-  try:
-    return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0] if str(e) else repr(e), 2)
+  return cli.parse_flags("launch.sweep", argv)
 
 
 def main(argv):
