@@ -222,3 +222,27 @@ def mainsub_nin(recipe: str, *, name: str, width: float,
   config.weight_decay = 1e-5
   config.mainsub = mainsub_section(recipe)
   return config
+
+
+def lottery_lenet(dataset: str, *, num_steps: int, levels: int,
+                  control_seeds: int, log_every: int, eval_every: int,
+                  checkpoint_every: int) -> ml_collections.ConfigDict:
+  """LeNet-300-100 lottery tickets (Frankle & Carbin 2019, Fig. 2): Adam
+  1.2e-3, batch 60, layer-wise rates 20 % (hidden) and 10 % (output) per
+  level, reset to init; the caller's data, length and cadence."""
+  config = get_config()
+  config.dataset = dataset
+  config.model = "lenet_300_100"
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.num_steps = num_steps
+  config.batch_size = 60
+  config.optimizer = "adam"
+  config.learning_rate = 1.2e-3
+  config.log_every = log_every
+  config.eval_every = eval_every
+  config.checkpoint_every = checkpoint_every
+  config.keep_checkpoints = 1
+  config.lottery = lottery_section(
+      levels=levels, control_seeds=control_seeds,
+      rates=ml_collections.ConfigDict({"default": 0.2, "Dense_2": 0.1}))
+  return config

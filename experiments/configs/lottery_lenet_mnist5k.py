@@ -34,19 +34,6 @@ from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  config.dataset = "mnist5k"
-  config.model = "lenet_300_100"
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 1000
-  config.batch_size = 60
-  config.optimizer = "adam"
-  config.learning_rate = 1.2e-3
-  config.log_every = 500
-  config.eval_every = 50
-  config.checkpoint_every = 1000
-  config.keep_checkpoints = 1
-  config.lottery = _base.lottery_section(
-      levels=18, control_seeds=1,
-      rates=ml_collections.ConfigDict({"default": 0.2, "Dense_2": 0.1}))
-  return config
+  return _base.lottery_lenet(
+      "mnist5k", num_steps=1000, levels=18, control_seeds=1,
+      log_every=500, eval_every=50, checkpoint_every=1000)
