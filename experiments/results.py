@@ -285,6 +285,127 @@ def flags_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
+def fbs_table(runs: list) -> Built:
+  """Per arm (a density d): test accuracy (one seed as is, several as mean
+  ± sample std [95% CI]) and `final.macs_fraction` (mean over seeds); the
+  notes give the saliency predictors' share of the dense MACs."""
+  arms = list(dict.fromkeys(r.arm for r in runs))
+  header = ["d", "test accuracy", "macs_fraction"]
+  csv_header = ["d", "n", "test_accuracy_mean", "test_accuracy_std",
+                "ci95_lo", "ci95_hi", "macs_fraction_mean",
+                "macs_fraction_std", "macs_overhead_fraction"]
+  rows, csv_rows = [], []
+  mean = lambda xs: sum(xs) / len(xs)
+  overhead = []
+  for arm in arms:
+    mine = [r.summary["final"] for r in runs if r.arm == arm]
+    accs = [f["test_accuracy"] for f in mine]
+    macs = [f["macs_fraction"] for f in mine]
+    over = [f["macs_overhead_fraction"] for f in mine]
+    overhead += over
+    s, m = stats.summarize(accs), stats.summarize(macs)
+    rows.append([arm, _acc(accs), f"{mean(macs):.3f}"])
+    csv_rows.append([arm, s["n"], s["mean"], s["std"],
+                     *(s["ci95"] or (None, None)), m["mean"], m["std"],
+                     mean(over)])
+  seeds = sorted({r.seed for r in runs})
+  notes = (f"Test accuracy, seed{'s' if len(seeds) > 1 else ''} "
+           f"{', '.join(map(str, seeds))}"
+           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+              if len(seeds) > 1 else "") + ". macs_fraction: MACs executed "
+           "(saliency predictors included) over the dense network's, "
+           "averaged over the test set" + (" and the seeds" if len(seeds) > 1
+                                           else "") +
+           f"; the predictors alone: {mean(overhead):.4f} of the dense "
+           "MACs.")
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
+def scratch_table(runs: list) -> Built:
+  """Per arm (a structured-pruning method): MACs fraction (mean over seeds),
+  the pruned network's test accuracy and its Scratch-E and Scratch-B
+  baselines' (`summary["baselines"]`), one seed as is, several as mean ±
+  sample std [95% CI]; pruned − Scratch-E / −Scratch-B paired over the
+  seeds in the notes."""
+  arms = list(dict.fromkeys(r.arm for r in runs))
+  b_steps = sorted({r.summary["baselines"]["scratch_b"]["steps"]
+                    for r in runs})
+  header = ["method", "MACs", "pruned", "Scratch-E",
+            f"Scratch-B ({' / '.join(f'{n:,}' for n in b_steps)} steps)"]
+  csv_header = ["method", "macs_fraction"]
+  for col in ("pruned", "scratch_e", "scratch_b"):
+    csv_header += [f"{col}_{k}" for k in ("n", "mean", "std", "ci95_lo",
+                                          "ci95_hi")]
+  rows, csv_rows, paired = [], [], []
+  for arm in arms:
+    mine = [r.summary for r in runs if r.arm == arm]
+    macs = sum(m["final"]["macs_fraction"] for m in mine) / len(mine)
+    cols = {"pruned": [m["final"]["test_accuracy"] for m in mine]}
+    for k in ("scratch_e", "scratch_b"):
+      cols[k] = [m["baselines"][k]["test_accuracy"] for m in mine]
+    rows.append([arm, f"{macs:.3f}", *(_acc(v) for v in cols.values())])
+    row = [arm, macs]
+    for values in cols.values():
+      st = stats.summarize(values)
+      row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
+    csv_rows.append(row)
+    if len(mine) > 1:
+      paired += [f"{arm}: pruned − {name} "
+                 + stats.format_paired(stats.paired(cols["pruned"], cols[k]))
+                 for k, name in (("scratch_e", "Scratch-E"),
+                                 ("scratch_b", "Scratch-B"))]
+  seeds = sorted({r.seed for r in runs})
+  notes = (f"Test accuracy, seed{'s' if len(seeds) > 1 else ''} "
+           f"{', '.join(map(str, seeds))}"
+           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+              if len(seeds) > 1 else "") + ". MACs: the pruned network's "
+           "over the dense one's. Scratch-E: the pruned architecture from a "
+           "fresh init for the original number of steps; Scratch-B: for the "
+           "same MACs (at most twice as long)."
+           + (" Paired over seeds: " + "; ".join(paired) + "."
+              if paired else ""))
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
+def benn_table(runs: list) -> Built:
+  """Per ensemble size k: each arm's (ensemble method's) test accuracy of
+  the first k members, hard / soft vote (k = 1: the first member alone,
+  where both votes agree), from `summary["ensemble"]`; one seed as is,
+  several as mean ± sample std [95% CI] over the seeds."""
+  arms = list(dict.fromkeys(r.arm for r in runs))
+  sizes = [c["size"] for c in runs[0].summary["ensemble"]]
+  header = ["k", *arms]
+  csv_header = ["k"]
+  for arm in arms:
+    for vote in ("hard", "soft"):
+      csv_header += [f"{arm}_{vote}_{k}" for k in ("n", "mean", "std",
+                                                   "ci95_lo", "ci95_hi")]
+  rows, csv_rows = [], []
+  for i, size in enumerate(sizes):
+    row, csv_row = [str(size)], [size]
+    for arm in arms:
+      curve = [r.summary["ensemble"][i] for r in runs if r.arm == arm]
+      hard = [c["hard_vote_accuracy"] for c in curve]
+      soft = [c["soft_vote_accuracy"] for c in curve]
+      row.append(_acc(soft) if size == 1 else f"{_acc(hard)} / {_acc(soft)}")
+      for values in (hard, soft):
+        s = stats.summarize(values)
+        csv_row += [s["n"], s["mean"], s["std"], *(s["ci95"] or (None, None))]
+    rows.append(row)
+    csv_rows.append(csv_row)
+  seeds = sorted({r.seed for r in runs})
+  notes = (f"Test accuracy of the first k members, hard / soft vote "
+           f"({runs[0].summary.get('model', 'the model')} members on "
+           f"{runs[0].summary.get('dataset', 'the data')}; k = 1: the first "
+           f"member alone), seed{'s' if len(seeds) > 1 else ''} "
+           f"{', '.join(map(str, seeds))}"
+           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+              if len(seeds) > 1 else
+              "; one seed, so no interval: read differences between "
+              "columns as within seed noise unless large") + ".")
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
 def lottery_plot(runs: list, path: str) -> None:
   """`lottery_report.plot` of the seeds' summaries."""
   lottery_report.plot([r.summary for r in runs], path)
@@ -339,6 +460,52 @@ TABLES = {t.name: t for t in (
         build=flags_table,
         description="binaryconnect_digits.py as shipped (3,000 Adam steps, "
         "batch 64) and its variants"),
+    Table(
+        name="repr_digits",
+        title="RePr on digits and its ablations",
+        config="experiments/configs/repr_digits.py", seeds=(0, 1, 2),
+        arms=(("standard training", (("repr.cycles", 0),)),
+              ("RePr (orthogonality ranking, orthogonal re-init)", ()),
+              ("random drop + random re-init",
+               (("repr.ranking", "random"), ("repr.reinit", "random"))),
+              ("orthogonality ranking + random re-init",
+               (("repr.reinit", "random"),)),
+              ("magnitude ranking + orthogonal re-init",
+               (("repr.ranking", "magnitude"),))),
+        build=flags_table,
+        description="repr_digits.py as shipped (vanilla CNN, 3 cycles of "
+        "S1 = 400 / S2 = 200 steps, 2,200 SGD steps, batch 64), its "
+        "standard-training twin and the ablations, 3 seeds"),
+    Table(
+        name="benn_digits",
+        title="BENN on digits: bagging and boosting, ensemble size k",
+        config="experiments/configs/benn_digits.py", seeds=(0,),
+        arms=(("bagging", ()),
+              ("boost_d", (("benn.ensemble", "boost_d"),))),
+        build=benn_table,
+        description="benn_digits.py as shipped (K = 5 semi-binary NIN "
+        "members, 600 Adam steps of batch 64 each) with bagging and with "
+        "boost_d, seed 0 (one seed)"),
+    Table(
+        name="fbs_digits",
+        title="FBS on digits: test accuracy and MACs against the density d",
+        config="experiments/configs/fbs_digits.py", seeds=(0, 1, 2),
+        arms=tuple((str(d), (("model_kwargs.density", d),))
+                   for d in (1.0, 0.75, 0.5)),
+        build=fbs_table,
+        description="fbs_digits.py as shipped (FBS CNN 32, 32, pool, 64, "
+        "64, the last three convs gated; 1,500 steps, SGD momentum 0.9) at "
+        "d = 1, 0.75, 0.5, 3 seeds"),
+    Table(
+        name="slimming_digits",
+        title="Network Slimming on digits and its scratch baselines",
+        config="experiments/configs/slimming_digits.py", seeds=(0, 1, 2),
+        arms=(("Network Slimming, 50% of channels, s = 1e-4", ()),),
+        build=scratch_table,
+        description="slimming_digits.py as shipped (BatchNorm VGG 32, 32, "
+        "pool, 64, 64; 2,000 steps with the L1 penalty, the smallest 50% "
+        "of the BatchNorm scales pruned, 1,000 fine-tune steps; then "
+        "Scratch-E and Scratch-B), 3 seeds"),
 )}
 
 

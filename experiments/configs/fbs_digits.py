@@ -37,9 +37,10 @@ MACs, averaged over the test set) and ``macs_overhead_fraction`` (the
 predictors alone); ``"fbs_layers"`` per conv/dense layer: dense MACs, mean
 executed MACs, fraction.  Prints the per-layer MAC table.
 
-Expected (measured, 3 seeds, 360 test images; see the README): test
-accuracy ~0.99-1.00 at every d (d = 1: 0.996, 0.75: 0.991, 0.5: 0.996,
-differences within one or two test images); macs_fraction ~0.87 at d = 1
+Expected (measured, seeds 0-2, 360 test images; results/fbs_digits.md,
+`python -m launch.results --table=fbs_digits`): test accuracy ~0.99-1.00
+at every d (d = 1: 0.995, 0.75: 0.993, 0.5: 0.995, differences within one
+or two test images: indistinguishable at n = 3); macs_fraction ~0.86 at d = 1
 (a saliency that its ReLU sets to 0 also skips its channel: 15-23% of
 FBSConv_1's channels per example), 0.646 at d = 0.75 and 0.363 at d = 0.5
 (a gated layer whose input is gated too runs d^2 of its MACs; the ungated
