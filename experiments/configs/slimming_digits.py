@@ -22,7 +22,9 @@ twice as long (`scratch_b_max_factor`).
 
 Expected [C README, CIFAR-10 VGG-19, 70% pruned]: 93.77% -> 93.78% after
 fine-tuning (32.5% before); "Rethinking": scratch training comparable.
-See the README for the measured digits figures.
+Measured on digits (seeds 0-2, results/slimming_digits.md,
+`python -m launch.results --table=slimming_digits`): MACs 0.138, pruned
+0.993, Scratch-E 0.992, Scratch-B 0.991 (indistinguishable at n = 3).
 """
 import ml_collections
 
