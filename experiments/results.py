@@ -479,13 +479,13 @@ TABLES = {t.name: t for t in (
     Table(
         name="benn_digits",
         title="BENN on digits: bagging and boosting, ensemble size k",
-        config="experiments/configs/benn_digits.py", seeds=(0,),
+        config="experiments/configs/benn_digits.py", seeds=(0, 1, 2),
         arms=(("bagging", ()),
               ("boost_d", (("benn.ensemble", "boost_d"),))),
         build=benn_table,
         description="benn_digits.py as shipped (K = 5 semi-binary NIN "
         "members, 600 Adam steps of batch 64 each) with bagging and with "
-        "boost_d, seed 0 (one seed)"),
+        "boost_d, 3 seeds"),
     Table(
         name="fbs_digits",
         title="FBS on digits: test accuracy and MACs against the density d",
