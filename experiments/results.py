@@ -110,6 +110,20 @@ class Table:
 
 
 # ------------------------------------------------------------ builders --
+def _seeds_of(runs: list) -> list:
+  """The seeds of `runs`, sorted."""
+  return sorted({r.seed for r in runs})
+
+
+def _seed_list(seeds: list) -> str:
+  """``seed 0`` or ``seeds 0, 1, 2``, as the tables' notes say it."""
+  return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}"
+
+
+OVER_SEEDS = "mean ± sample std [95% CI, Student t] over the seeds"
+"""How the tables' cells with several seeds read (``stats``' convention)."""
+
+
 def _acc(values: Sequence[float]) -> str:
   """One value as is; several as mean ± sample std [95% CI]."""
   if len(values) == 1:
@@ -249,11 +263,10 @@ def plain_table(runs: list) -> Built:
     rows.append([arm, _acc(accs), f"{100 * rem:.1f}%", f"{secs:.0f} s"])
     csv_rows.append([arm, s["n"], s["mean"], s["std"],
                      *(s["ci95"] or (None, None)), rem, secs])
-  seeds = sorted({r.seed for r in runs})
+  seeds = _seeds_of(runs)
   notes = (f"Test accuracy ({runs[0].summary.get('model', 'the model')}, "
-           f"seed{'s' if len(seeds) > 1 else ''} "
-           f"{', '.join(map(str, seeds))}"
-           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+           + _seed_list(seeds)
+           + ("; " + OVER_SEEDS
               if len(seeds) > 1 else "") + "). Wall time: the run's "
            "launch.train process, start-up and compilation included, on a "
            "machine shared with other jobs.")
@@ -277,10 +290,9 @@ def flags_table(runs: list) -> Built:
     rows.append([arm, f"`{flags}`" if flags else "", _acc(accs)])
     csv_rows.append([arm, flags, s["n"], s["mean"], s["std"],
                      *(s["ci95"] or (None, None))])
-  seeds = sorted({r.seed for r in runs})
-  notes = (f"Test accuracy, seed{'s' if len(seeds) > 1 else ''} "
-           f"{', '.join(map(str, seeds))}"
-           + (" (mean ± sample std [95% CI, Student t] over the seeds)"
+  seeds = _seeds_of(runs)
+  notes = ("Test accuracy, " + _seed_list(seeds)
+           + (f" ({OVER_SEEDS})"
               if len(seeds) > 1 else "") + ".")
   return Built(header, rows, csv_header, csv_rows, notes)
 
@@ -308,10 +320,9 @@ def fbs_table(runs: list) -> Built:
     csv_rows.append([arm, s["n"], s["mean"], s["std"],
                      *(s["ci95"] or (None, None)), m["mean"], m["std"],
                      mean(over)])
-  seeds = sorted({r.seed for r in runs})
-  notes = (f"Test accuracy, seed{'s' if len(seeds) > 1 else ''} "
-           f"{', '.join(map(str, seeds))}"
-           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+  seeds = _seeds_of(runs)
+  notes = ("Test accuracy, " + _seed_list(seeds)
+           + ("; " + OVER_SEEDS
               if len(seeds) > 1 else "") + ". macs_fraction: MACs executed "
            "(saliency predictors included) over the dense network's, "
            "averaged over the test set" + (" and the seeds" if len(seeds) > 1
@@ -354,10 +365,9 @@ def scratch_table(runs: list) -> Built:
                  + stats.format_paired(stats.paired(cols["pruned"], cols[k]))
                  for k, name in (("scratch_e", "Scratch-E"),
                                  ("scratch_b", "Scratch-B"))]
-  seeds = sorted({r.seed for r in runs})
-  notes = (f"Test accuracy, seed{'s' if len(seeds) > 1 else ''} "
-           f"{', '.join(map(str, seeds))}"
-           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+  seeds = _seeds_of(runs)
+  notes = ("Test accuracy, " + _seed_list(seeds)
+           + ("; " + OVER_SEEDS
               if len(seeds) > 1 else "") + ". MACs: the pruned network's "
            "over the dense one's. Scratch-E: the pruned architecture from a "
            "fresh init for the original number of steps; Scratch-B: for the "
@@ -393,13 +403,12 @@ def benn_table(runs: list) -> Built:
         csv_row += [s["n"], s["mean"], s["std"], *(s["ci95"] or (None, None))]
     rows.append(row)
     csv_rows.append(csv_row)
-  seeds = sorted({r.seed for r in runs})
+  seeds = _seeds_of(runs)
   notes = (f"Test accuracy of the first k members, hard / soft vote "
            f"({runs[0].summary.get('model', 'the model')} members on "
            f"{runs[0].summary.get('dataset', 'the data')}; k = 1: the first "
-           f"member alone), seed{'s' if len(seeds) > 1 else ''} "
-           f"{', '.join(map(str, seeds))}"
-           + ("; mean ± sample std [95% CI, Student t] over the seeds"
+           f"member alone), " + _seed_list(seeds)
+           + ("; " + OVER_SEEDS
               if len(seeds) > 1 else
               "; one seed, so no interval: read differences between "
               "columns as within seed noise unless large") + ".")
