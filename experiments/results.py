@@ -470,6 +470,22 @@ TABLES = {t.name: t for t in (
         description="binaryconnect_digits.py as shipped (3,000 Adam steps, "
         "batch 64) and its variants"),
     Table(
+        name="binaryconnect_mnist5k",
+        title="BinaryConnect and BNN on real MNIST images (mnist5k), with "
+        "the float twin",
+        config="experiments/configs/binaryconnect_mnist5k.py",
+        seeds=(0, 1, 2, 3, 4),
+        arms=(("BinaryConnect, deterministic", ()),
+              ("float twin", (("binarize", False),)),
+              ("BinaryConnect, stochastic",
+               (("model_kwargs.kernel_quantizer", "stochastic_sign"),)),
+              ("BNN (binary activations)",
+               (("model_kwargs.input_quantizer", "ste_sign"),
+                ("model_kwargs.activation", "hard_tanh")))),
+        build=flags_table,
+        description="binaryconnect_mnist5k.py as shipped (3 x 512 binary "
+        "MLP, 2,100 Adam steps of batch 100) and its variants, 5 seeds"),
+    Table(
         name="repr_digits",
         title="RePr on digits and its ablations",
         config="experiments/configs/repr_digits.py", seeds=(0, 1, 2),
@@ -486,6 +502,17 @@ TABLES = {t.name: t for t in (
         "S1 = 400 / S2 = 200 steps, 2,200 SGD steps, batch 64), its "
         "standard-training twin and the ablations, 3 seeds"),
     Table(
+        name="repr_mnist5k",
+        title="RePr against standard training on real MNIST images "
+        "(mnist5k)",
+        config="experiments/configs/repr_mnist5k.py", seeds=(0, 1, 2, 3, 4),
+        arms=(("standard training", (("repr.cycles", 0),)),
+              ("RePr (orthogonality ranking, orthogonal re-init)", ())),
+        build=flags_table,
+        description="repr_mnist5k.py as shipped (vanilla CNN, 3 cycles of "
+        "S1 = 550 / S2 = 275 steps, 3,025 SGD steps, batch 64) and its "
+        "standard-training twin at equal steps, 5 seeds"),
+    Table(
         name="benn_digits",
         title="BENN on digits: bagging and boosting, ensemble size k",
         config="experiments/configs/benn_digits.py", seeds=(0, 1, 2),
@@ -500,11 +527,11 @@ TABLES = {t.name: t for t in (
         title="FBS on digits: test accuracy and MACs against the density d",
         config="experiments/configs/fbs_digits.py", seeds=(0, 1, 2),
         arms=tuple((str(d), (("model_kwargs.density", d),))
-                   for d in (1.0, 0.75, 0.5)),
+                   for d in (1.0, 0.75, 0.5, 0.25)),
         build=fbs_table,
         description="fbs_digits.py as shipped (FBS CNN 32, 32, pool, 64, "
         "64, the last three convs gated; 1,500 steps, SGD momentum 0.9) at "
-        "d = 1, 0.75, 0.5, 3 seeds"),
+        "d = 1, 0.75, 0.5, 0.25, 3 seeds"),
     Table(
         name="slimming_digits",
         title="Network Slimming on digits and its scratch baselines",

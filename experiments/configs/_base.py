@@ -20,6 +20,7 @@ module's ``defaults()``), overridden by keyword; every config imports this modul
 and no other config (``tests/test_configs.py`` checks both rules).
 """
 import ml_collections
+from ml_collections import config_dict
 
 from experiments import drivers
 from experiments import mainsub_run
@@ -245,4 +246,48 @@ def lottery_lenet(dataset: str, *, num_steps: int, levels: int,
   config.lottery = lottery_section(
       levels=levels, control_seeds=control_seeds,
       rates=ml_collections.ConfigDict({"default": 0.2, "Dense_2": 0.1}))
+  return config
+
+
+def binaryconnect_mlp(dataset: str, *, hidden: tuple, batch_size: int,
+                      steps_per_epoch: int,
+                      epochs: int) -> ml_collections.ConfigDict:
+  """The BinaryConnect MLP recipe of the official code (Courbariaux et al.
+  2015, `MatthieuCourbariaux/BinaryConnect` ``mnist.py``) at a size and
+  length: every layer binary (deterministic sign, H = 1), BatchNorm after
+  every layer including the output one, squared hinge loss, Adam with an
+  exponential LR decay per epoch (1e-3 -> 3e-6 over `epochs`), Glorot
+  per-layer LR scale, latent weights clipped to [-1, 1]; no pruning.
+  ``binarize=False`` is the float twin, ``model_kwargs.kernel_quantizer=
+  stochastic_sign`` stochastic BinaryConnect, ``input_quantizer=ste_sign``
+  with ``activation=hard_tanh`` the BNN variant."""
+  config = get_config()
+  config.dataset = dataset
+  config.model = "binary_mlp"
+  config.model_kwargs = ml_collections.ConfigDict({
+      "hidden": tuple(hidden),
+      "kernel_quantizer": "ste_sign",
+      # None (real inputs); str-typed so the command line can set it.
+      "input_quantizer": config_dict.placeholder(str),
+      "binary_first": True,
+      "binary_last": True,
+      "activation": "relu",
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1e-4,
+      "use_bias": True,
+  })
+  config.num_steps = steps_per_epoch * epochs
+  config.batch_size = batch_size
+  config.optimizer = "adam"
+  config.learning_rate = 1e-3
+  # Lasagne's `LR *= LR_decay` after every epoch (exponential staircase).
+  config.lr_schedule = "exponential"
+  config.lr_decay_every = steps_per_epoch
+  config.lr_decay_factor = (3e-6 / 1e-3) ** (1.0 / epochs)
+  config.binarize = True          # False: the float twin
+  config.loss = "squared_hinge"   # cross_entropy | squared_hinge
+  config.clip_weights = 1.0       # H; 0.0 = off
+  config.glorot_lr_scale = True
+  config.grad_clip_norm = 0.0     # 0.0 = off
+  config.pruning = pruning_section(method="none")  # a dense run
   return config
