@@ -65,14 +65,16 @@ class ResultsError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Run:
   """One finished run of a table: its seed, workdir, summary.json, arm
-  (label; "" for a one-arm table), wall seconds (over its attempts) and the
-  arm's overrides ((field, value), ...)."""
+  (label; "" for a one-arm table), wall seconds (over its attempts), the
+  arm's overrides ((field, value), ...) and, in a sweep table, the
+  effective value of every grid field (`sweep.Point.values`)."""
   seed: int
   workdir: str
   summary: dict
   arm: str = ""
   seconds: float = 0.0
   overrides: tuple = ()
+  values: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,6 +98,13 @@ class Table:
   unnamed arm by default); `build(runs)` gets the finished runs, arm by
   arm, in seed order; `plot(runs, path)` (optional) writes the PNG.
   `test_only` tables exist for tests/test_results.py (tiny, tmp dirs).
+
+  A `sweep` table's `config` is a sweep file (`get_config` and
+  `get_sweep`, experiments/sweep.py): its points are the runs, run as one
+  sweep in RUNS (what `python -m launch.sweep --config=CONFIG
+  --workdir=RUNS` runs); each run's arm is its point's overrides
+  (`point_label`), in the sweep's order. It has no `arms` or `overrides`,
+  and its `seeds` are the sweep file's (checked when it runs).
   """
   name: str
   title: str
@@ -107,6 +116,7 @@ class Table:
   plot: Callable[[list, str], None] | None = None
   description: str = ""
   test_only: bool = False
+  sweep: bool = False
 
 
 # ------------------------------------------------------------ builders --
@@ -415,6 +425,159 @@ def benn_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
+def _where(runs: list, base: dict, want: dict) -> list:
+  """The sweep runs whose grid values are `base` updated by `want` (on
+  every field of either), in seed order."""
+  target = {**base, **want}
+  return sorted((r for r in runs if all(r.values.get(f) == v
+                                        for f, v in target.items())),
+                key=lambda r: r.seed)
+
+
+def _accs(runs: list) -> list:
+  return [r.summary["final"]["test_accuracy"] for r in runs]
+
+
+def _arm_csv(runs: list, extra: Sequence[str] = ()) -> tuple[list, list]:
+  """A sweep table's CSV: one row per arm, its grid values, test accuracy
+  (n, mean, sample std, 95% CI) and the mean of each `extra` final field
+  over the arm's seeds."""
+  fields = list(runs[0].values)
+  header = [*fields, "n", "test_accuracy_mean", "test_accuracy_std",
+            "ci95_lo", "ci95_hi", *(f"{k}_mean" for k in extra)]
+  rows = []
+  for arm in dict.fromkeys(r.arm for r in runs):
+    mine = [r for r in runs if r.arm == arm]
+    st = stats.summarize(_accs(mine))
+    row = [mine[0].values[f] for f in fields]
+    row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
+    for k in extra:
+      xs = [r.summary["final"][k] for r in mine
+            if r.summary["final"].get(k) is not None]
+      row.append(sum(xs) / len(xs) if xs else None)
+    rows.append(row)
+  return header, rows
+
+
+ABLATION_BASE = {"optimizer": "adam",
+                 "model_kwargs.kernel_quantizer": "ste_sign",
+                 "clip_weights": 1.0, "grad_clip_norm": 0.0,
+                 "model_kwargs.bn_momentum": 0.85, "lr_schedule": "constant"}
+"""ablation_digits.py's base point (every variation is one field off it)."""
+
+
+def ablation_table(runs: list) -> Built:
+  """The optimizer x STE ablation (ablation_digits.py's sweep): per
+  optimizer and weight clipping (on: latent weights in [-1, 1]; off), test
+  accuracy of each kernel quantizer (clipped STE, identity STE, approx_sign,
+  swish_sign, none: the float net) and the fraction of latent weights
+  outside the STE window at the end (clipped / identity STE); the notes
+  give the one-field variations around the base (Adam + ste_sign) and the
+  paired differences over seeds."""
+  q = "model_kwargs.kernel_quantizer"
+  quantizers = ("ste_sign", "ste_identity_sign", "approx_sign", "swish_sign",
+                "identity")
+  header = ["optimizer", "weight clip", "ste_sign (clipped)", "identity STE",
+            "\\|w\\| > 1", "approx_sign", "swish_sign", "float (no sign)"]
+  rows = []
+  outside = lambda rs: (sum(r.summary["final"]["latent_outside_window"]
+                            for r in rs) / len(rs))
+  for clip in (1.0, 0.0):
+    for opt in ("sgd", "momentum", "adam"):
+      cell = {k: _where(runs, ABLATION_BASE, {"optimizer": opt, q: k,
+                                              "clip_weights": clip})
+              for k in quantizers}
+      accs = {k: (_acc(_accs(v)) if v else "") for k, v in cell.items()}
+      w = (f"{outside(cell['ste_sign']):.2g} / "
+           f"{outside(cell['ste_identity_sign']):.2g}")
+      rows.append([opt, "[-1, 1]" if clip else "off", accs["ste_sign"],
+                   accs["ste_identity_sign"], w, accs["approx_sign"],
+                   accs["swish_sign"], accs["identity"]])
+  base = _accs(_where(runs, ABLATION_BASE, {}))
+  around = []
+  for field, value, label in (
+      ("grad_clip_norm", 1.0, "gradient clipping at norm 1"),
+      ("model_kwargs.bn_momentum", 0.5, "BatchNorm momentum 0.5"),
+      ("model_kwargs.bn_momentum", 0.99, "BatchNorm momentum 0.99"),
+      ("lr_schedule", "cosine", "cosine schedule"),
+      ("lr_schedule", "step", "step schedule")):
+    accs = _accs(_where(runs, ABLATION_BASE, {field: value}))
+    around.append(f"{label} {_acc(accs)} (minus the base: "
+                  f"{stats.format_paired(stats.paired(accs, base))})")
+  pairs = []
+  for what, a, b in (
+      ("Adam − SGD, clipped STE, clip on", {"optimizer": "adam"},
+       {"optimizer": "sgd"}),
+      ("Adam − momentum, clipped STE, clip on", {"optimizer": "adam"},
+       {"optimizer": "momentum"}),
+      ("binary (clipped STE) − float, Adam", {}, {q: "identity"}),
+      *((f"identity STE − clipped STE, {o}, clip off",
+         {"optimizer": o, q: "ste_identity_sign", "clip_weights": 0.0},
+         {"optimizer": o, "clip_weights": 0.0})
+        for o in ("sgd", "momentum", "adam"))):
+    pairs.append(f"{what}: " + stats.format_paired(stats.paired(
+        _accs(_where(runs, ABLATION_BASE, a)),
+        _accs(_where(runs, ABLATION_BASE, b)))))
+  seeds = _seeds_of(runs)
+  notes = ("Test accuracy, " + _seed_list(seeds) + "; " + OVER_SEEDS
+           + ". \\|w\\| > 1: the fraction of latent binary weights outside "
+           "the STE window at the end, clipped / identity STE (mean over "
+           "the seeds). Around the base (Adam, clipped STE, clip on, "
+           f"{_acc(base)}): " + "; ".join(around) + ". Paired over seeds: "
+           + "; ".join(pairs) + ".")
+  csv_header, csv_rows = _arm_csv(runs, ("latent_outside_window",
+                                         "latent_abs_max"))
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
+def fpgm_table(runs: list) -> Built:
+  """FPGM against the L2-norm criterion (fpgm_digits.py's sweep): per
+  criterion, rate and soft-pruning variant, the MACs fraction, test
+  accuracy (mean ± sample std [95% CI]), each seed's, and the filters a
+  selection released after the previous one had zeroed them (mean per
+  run); the notes pair FPGM − L2 over seeds at each rate and variant."""
+  crit, rate, var = ("filterprune.criterion", "filterprune.rate",
+                     "filterprune.soft_variant")
+  name = {"geometric_median": "FPGM", "l2": "L2 norm"}
+  header = ["criterion", "rate", "variant", "MACs", "test accuracy",
+            "per seed", "revived"]
+  rows, pairs = [], []
+  first = {}
+  for r in runs:
+    first.setdefault(r.arm, r.values)
+  groups = sorted(first, key=lambda a: (first[a][var] != "paper",
+                                        first[a][rate],
+                                        first[a][crit] != "geometric_median"))
+  mean = lambda xs: sum(xs) / len(xs)
+  for arm in groups:
+    mine = sorted((r for r in runs if r.arm == arm), key=lambda r: r.seed)
+    v = mine[0].values
+    f = [r.summary["final"] for r in mine]
+    rows.append([name.get(v[crit], v[crit]), f"{v[rate]:g}", v[var],
+                 f"{mean([x['macs_fraction'] for x in f]):.3f}",
+                 _acc(_accs(mine)),
+                 " / ".join(f"{a:.4f}" for a in _accs(mine)),
+                 f"{mean([x['revived_filters'] for x in f]):.0f}"])
+  for arm in groups:
+    v = next(r.values for r in runs if r.arm == arm)
+    if v[crit] != "geometric_median":
+      continue
+    keep = {rate: v[rate], var: v[var]}
+    fpgm = _accs(_where(runs, {}, {**keep, crit: "geometric_median"}))
+    l2 = _accs(_where(runs, {}, {**keep, crit: "l2"}))
+    if l2:
+      pairs.append(f"rate {v[rate]:g}, {v[var]}: "
+                   + stats.format_paired(stats.paired(fpgm, l2)))
+  seeds = _seeds_of(runs)
+  notes = ("Test accuracy, " + _seed_list(seeds) + "; " + OVER_SEEDS
+           + ". MACs: the pruned network's over the dense one's (mean over "
+           "the seeds). Revived: filters per run that a selection released "
+           "after the previous one had zeroed them (mean over the seeds). "
+           "FPGM − L2 norm, paired over seeds: " + "; ".join(pairs) + ".")
+  csv_header, csv_rows = _arm_csv(runs, ("macs_fraction", "revived_filters"))
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
 def lottery_plot(runs: list, path: str) -> None:
   """`lottery_report.plot` of the seeds' summaries."""
   lottery_report.plot([r.summary for r in runs], path)
@@ -445,6 +608,12 @@ TABLES = {t.name: t for t in (
         build=lottery_table, plot=None,
         description="tests/test_results.py: 1 level, 20 steps",
         test_only=True),
+    Table(
+        name="tiny_sweep_test",
+        title="A tiny sweep table (tests only)",
+        config="tests/_tiny_sweep.py", seeds=(0,), build=flags_table,
+        sweep=True, description="tests/test_results.py: a 20-step MLP at "
+        "two learning rates", test_only=True),
     Table(
         name="digits_magnitude",
         title="Magnitude pruning on digits (the plain run)",
@@ -533,6 +702,24 @@ TABLES = {t.name: t for t in (
         "64, the last three convs gated; 1,500 steps, SGD momentum 0.9) at "
         "d = 1, 0.75, 0.5, 0.25, 3 seeds"),
     Table(
+        name="ablation_digits",
+        title="The optimizer x STE ablation of a binary MLP on digits "
+        "(Alizadeh et al. 2019)",
+        config="experiments/configs/ablation_digits.py", seeds=(0, 1, 2),
+        build=ablation_table, sweep=True,
+        description="ablation_digits.py's sweep as shipped: 26 "
+        "configurations of a 3 x 256 binary MLP (1,000 steps, constant LR "
+        "3e-3 for every optimizer), 3 seeds, 78 runs"),
+    Table(
+        name="fpgm_digits",
+        title="FPGM against the norm criterion on digits",
+        config="experiments/configs/fpgm_digits.py", seeds=(0, 1, 2),
+        build=fpgm_table, sweep=True,
+        description="fpgm_digits.py's sweep as shipped: BatchNorm VGG (32, "
+        "32, pool, 64, 64), 2,000 steps, FPGM and the L2 norm at rates 0.4 "
+        "and 0.7 (paper variant) and 0.7 (released CIFAR variant), 3 "
+        "seeds, 18 runs"),
+    Table(
         name="slimming_digits",
         title="Network Slimming on digits and its scratch baselines",
         config="experiments/configs/slimming_digits.py", seeds=(0, 1, 2),
@@ -612,9 +799,70 @@ def seed_dir(runs_dir: str, seed: int, arm: str = "") -> str:
   return os.path.join(runs_dir, f"seed_{seed}")
 
 
+def point_label(p: sweep_lib.Point) -> str:
+  """A sweep point's arm: its overrides as `field=value,...` ("base" for
+  none), without the seed."""
+  return ",".join(f"{f}={sweep_lib.format_value(v)}"
+                  for f, v in p.overrides) or "base"
+
+
+def table_sweep(table: Table, *, check_build: bool = False
+                ) -> sweep_lib.Sweep:
+  """A sweep table's sweep (its file's grids and seeds); ResultsError when
+  the table's seeds are not the file's or it sets arms / overrides."""
+  if table.overrides or table.arms != (("", ()),):
+    raise ResultsError(f"table {table.name}: a sweep table takes its runs "
+                       f"from {table.config}'s get_sweep(), not from arms "
+                       "or overrides")
+  s = sweep_lib.load(os.path.join(ROOT, table.config),
+                     check_build=check_build)
+  if list(s.seeds) != list(table.seeds):
+    raise ResultsError(f"table {table.name}: seeds {list(table.seeds)} are "
+                       f"not {table.config}'s get_sweep() seeds {s.seeds}")
+  return s
+
+
 def _jobs(table: Table, seeds: Sequence[int]) -> list:
-  """(arm, seed) of every run, arm by arm."""
+  """(arm, seed) of every run, arm by arm (a sweep table: its points, in
+  the sweep's order)."""
+  if table.sweep:
+    return [(point_label(p), p.seed) for p in table_sweep(table).points]
   return [(arm, seed) for arm, _ in table.arms for seed in seeds]
+
+
+def sweep_command(table: Table, runs_dir: str) -> str:
+  """The `launch.sweep` command of a sweep table."""
+  rel = lambda a: a.replace(ROOT + os.sep, "")
+  return shlex.join(["python", "-m", "launch.sweep",
+                     f"--config={table.config}", f"--workdir={rel(runs_dir)}",
+                     "--parallel=1"])
+
+
+MACHINES = "machines.json"
+"""A sweep table's RUNS/machines.json: {point name: machine()} of every
+run the results command ran (written when it finished)."""
+
+
+def _run_sweep(table: Table, runs_dir: str, *,
+               echo: Callable[[str], None]) -> int:
+  """Runs a sweep table's unfinished points; returns the failed count and
+  records the machine of each run that finished now."""
+  s = table_sweep(table, check_build=True)
+  todo = [p for p in s.points
+          if sweep_lib.read_summary(runs_dir, p) is None]
+  echo(f"{table.name}: {len(s.points)} runs, {len(todo)} to run: "
+       f"{sweep_command(table, runs_dir)}")
+  failed = sweep_lib.run(s, runs_dir, echo=lambda line: None
+                         if "\n" in line else echo(f"  {line}"))
+  done = [p.name for p in todo
+          if sweep_lib.read_summary(runs_dir, p) is not None]
+  if done:
+    path = os.path.join(runs_dir, MACHINES)
+    record = _read_json(path) if os.path.exists(path) else {}
+    here = machine()
+    record.update({name: here for name in done})
+    _write_json(path, record)
+  return failed
 
 
 def command(table: Table, seed: int, runs_dir: str, arm: str = "") -> str:
@@ -628,8 +876,11 @@ def command(table: Table, seed: int, runs_dir: str, arm: str = "") -> str:
 
 def run_seeds(table: Table, seeds: Sequence[int], runs_dir: str, *,
               echo: Callable[[str], None] = print) -> int:
-  """Runs every unfinished run (a one-point sweep each); returns the
-  number of failed runs. Writes `machine.json` where something ran."""
+  """Runs every unfinished run (a one-point sweep each; a sweep table: its
+  sweep); returns the number of failed runs. Writes `machine.json` (a
+  sweep table: `MACHINES`) where something ran."""
+  if table.sweep:
+    return _run_sweep(table, runs_dir, echo=echo)
   failed = 0
   validated = set()
   jobs = _jobs(table, seeds)
@@ -655,8 +906,19 @@ def run_seeds(table: Table, seeds: Sequence[int], runs_dir: str, *,
 
 def finished_runs(table: Table, seeds: Sequence[int],
                   runs_dir: str) -> list:
-  """The finished runs (`Run`), arm by arm, in seed order."""
+  """The finished runs (`Run`), arm by arm, in seed order (a sweep table:
+  in the sweep's order)."""
   out = []
+  if table.sweep:
+    tries = sweep_lib.attempts(runs_dir)
+    for p in table_sweep(table).points:
+      summary = sweep_lib.read_summary(runs_dir, p)
+      if summary is not None:
+        secs = sum(a["seconds"] for a in tries if a["name"] == p.name)
+        out.append(Run(p.seed, sweep_lib.run_dir(runs_dir, p), summary,
+                       point_label(p), secs, tuple(p.overrides),
+                       dict(p.values)))
+    return out
   for arm, seed in _jobs(table, seeds):
     s = seed_sweep(table, seed, arm)
     d = seed_dir(runs_dir, seed, arm)
@@ -671,9 +933,17 @@ def finished_runs(table: Table, seeds: Sequence[int],
 def _machines(table: Table, seeds: Sequence[int], runs_dir: str) -> list:
   """(machine record, [seeds]) per distinct machine the seeds ran on."""
   out = []
-  for arm, seed in _jobs(table, seeds):
-    path = os.path.join(seed_dir(runs_dir, seed, arm), "machine.json")
-    m = _read_json(path) if os.path.exists(path) else None
+  if table.sweep:
+    path = os.path.join(runs_dir, MACHINES)
+    record = _read_json(path) if os.path.exists(path) else {}
+    found = [(record.get(p.name), p.seed) for p in table_sweep(table).points]
+  else:
+    found = []
+    for arm, seed in _jobs(table, seeds):
+      path = os.path.join(seed_dir(runs_dir, seed, arm), "machine.json")
+      found.append((_read_json(path) if os.path.exists(path) else None,
+                    seed))
+  for m, seed in found:
     if m is None:
       continue
     key = format_machine(m)
@@ -689,6 +959,8 @@ def _machines(table: Table, seeds: Sequence[int], runs_dir: str) -> list:
 
 
 def _wall_seconds(table: Table, seeds: Sequence[int], runs_dir: str) -> float:
+  if table.sweep:
+    return sum(a["seconds"] for a in sweep_lib.attempts(runs_dir))
   total = 0.0
   for arm, seed in _jobs(table, seeds):
     total += sum(a["seconds"] for a in sweep_lib.attempts(
@@ -732,8 +1004,11 @@ def render(table: Table, built: Built, seeds: Sequence[int],
            "", f"    python -m launch.results --table={table.name}{more}", "",
            f"which runs (skipping finished runs, resuming killed ones; "
            f"workdirs under `{runs_rel}`):", ""]
-  lines += [f"    {command(table, s, runs_dir, arm)}"
-            for arm, s in _jobs(table, seeds)]
+  if table.sweep:
+    lines.append(f"    {sweep_command(table, runs_dir)}")
+  else:
+    lines += [f"    {command(table, s, runs_dir, arm)}"
+              for arm, s in _jobs(table, seeds)]
   lines += ["", "## Machine", ""]
   if not machines:
     lines.append("Unknown (no run recorded its machine).")
@@ -841,6 +1116,10 @@ def choose_seeds(table: Table, n: int | None) -> list:
   integers up to n."""
   if n is None:
     return list(table.seeds)
+  if table.sweep and n != len(table.seeds):
+    raise ResultsError(f"table {table.name} runs {table.config}'s seeds "
+                       f"{list(table.seeds)}; --seeds cannot change them "
+                       "(edit its get_sweep())")
   if n < 1:
     raise ResultsError(f"--seeds must be >= 1, got {n}")
   extra = range(max(table.seeds) + 1, max(table.seeds) + 1 + max(

@@ -200,3 +200,87 @@ def test_plain_and_flags_tables():
   assert flags.rows[0][:2] == ["a", "`--config.pruning.method=none`"]
   assert flags.rows[1][:2] == ["b", ""]
   assert "over the seeds" in flags.notes
+
+
+# --------------------------------------------------------- sweep tables --
+@pytest.fixture(scope="module")
+def tiny_sweep(tmp_path_factory):
+  """The tiny sweep table run twice: (runs dir, out dir, 1st, 2nd)."""
+  base = tmp_path_factory.mktemp("sweep_results")
+  runs, out = str(base / "runs"), str(base / "out")
+  args = ("--table=tiny_sweep_test", f"--runs_dir={runs}", f"--out_dir={out}")
+  first = launch(*args)
+  assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+  second = launch(*args)
+  assert second.returncode == 0, second.stderr[-3000:]
+  return runs, out, first, second
+
+
+def test_sweep_table_runs_its_sweep_once(tiny_sweep):
+  runs, out, first, second = tiny_sweep
+  assert "tiny_sweep_test: 2 runs, 2 to run: python -m launch.sweep " in (
+      first.stdout)
+  assert "2 runs, 0 to run" in second.stdout
+  with open(os.path.join(out, "tiny_sweep_test.md"), encoding="utf-8") as f:
+    md = f.read()
+  lines = results.table_of(md).splitlines()
+  assert lines[0] == "| run | extra flags | test accuracy |"
+  assert [l.split(" | ")[:2] for l in lines[2:]] == [
+      ["| learning_rate=0.001", "`--config.learning_rate=0.001`"],
+      ["| learning_rate=0.003", "`--config.learning_rate=0.003`"]]
+  assert (f"    python -m launch.sweep --config=tests/_tiny_sweep.py "
+          f"--workdir={runs} --parallel=1") in md
+  assert next(l for l in md.splitlines() if l.startswith("- seeds 0: "))
+  with open(os.path.join(runs, results.MACHINES)) as f:
+    assert set(json.load(f)) == {"learning_rate=0.001,seed=0",
+                                 "learning_rate=0.003,seed=0"}
+  with open(os.path.join(out, "tiny_sweep_test.csv")) as f:
+    assert [r["run"] for r in csv.DictReader(f)] == [
+        "learning_rate=0.001", "learning_rate=0.003"]
+
+
+def test_sweep_table_seeds_are_the_sweep_files():
+  proc = launch("--table=tiny_sweep_test", "--seeds=2")
+  assert_one_line_error(proc, "tiny_sweep_test", "get_sweep()")
+
+
+def _fake_runs(table, final):
+  """One Run per point of `table`'s sweep, its summary's "final" from
+  `final(values, seed)`."""
+  return [results.Run(p.seed, "", {"final": final(p.values, p.seed)},
+                      results.point_label(p), 1.0, tuple(p.overrides),
+                      dict(p.values))
+          for p in results.table_sweep(table).points]
+
+
+def test_ablation_table_on_its_sweeps_points():
+  q = "model_kwargs.kernel_quantizer"
+  acc = {"sgd": 0.2, "momentum": 0.5, "adam": 0.9}
+  built = results.ablation_table(_fake_runs(
+      results.get("ablation_digits"), lambda v, s: {
+          "test_accuracy": acc[v["optimizer"]] + 0.01 * s
+                           + (0.05 if v[q] == "identity" else 0),
+          "latent_outside_window": 0.0 if v["clip_weights"] else 0.25,
+          "latent_abs_max": 1.0}))
+  assert [r[:2] for r in built.rows] == [
+      [o, c] for c in ("[-1, 1]", "off") for o in ("sgd", "momentum", "adam")]
+  assert built.rows[2][2].startswith("0.9100 ± 0.0100 [")
+  assert built.rows[2][4] == "0 / 0" and built.rows[5][4] == "0.25 / 0.25"
+  assert built.rows[2][7].startswith("0.9600 ± 0.0100") and not built.rows[5][7]
+  assert "Adam − SGD, clipped STE, clip on: +0.7000 ± 0.0000" in built.notes
+  assert "binary (clipped STE) − float, Adam: -0.0500" in built.notes
+  assert len(built.csv_rows) == 26
+
+
+def test_fpgm_table_pairs_the_criteria():
+  built = results.fpgm_table(_fake_runs(
+      results.get("fpgm_digits"), lambda v, s: {
+          "test_accuracy": (0.9 if v["filterprune.criterion"] == "l2"
+                            else 0.95) + 0.01 * s,
+          "macs_fraction": 1 - v["filterprune.rate"], "revived_filters": 3}))
+  assert [r[:3] for r in built.rows] == [
+      ["FPGM", "0.4", "paper"], ["L2 norm", "0.4", "paper"],
+      ["FPGM", "0.7", "paper"], ["L2 norm", "0.7", "paper"],
+      ["FPGM", "0.7", "released_cifar"], ["L2 norm", "0.7", "released_cifar"]]
+  assert built.rows[0][5] == "0.9500 / 0.9600 / 0.9700"
+  assert built.notes.count("+0.0500 ± 0.0000") == 3
