@@ -78,6 +78,14 @@ class Run:
 
 
 @dataclasses.dataclass(frozen=True)
+class RunOf:
+  """An arm's override value: the run directory of the earlier arm `arm`
+  at the same seed, e.g. a control's ``gradcount.match_workdir`` (the
+  controls prune to the sparsity that run reached)."""
+  arm: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Built:
   """A table's content: the markdown header and rows (strings), the CSV's
   header and rows (numbers), and notes printed under the table."""
@@ -578,6 +586,70 @@ def fpgm_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
+GRADCOUNT_RHOS = (0.2, 0.35, 0.5)
+"""The gradcount_shapes table's inactivity thresholds (how much it prunes)."""
+
+
+def _gc_arms(rho: float) -> tuple:
+  """The gradient-count arm at `rho` and its L1 and magnitude controls at
+  the sparsity that run reached (same seed)."""
+  gc = f"gradient count, rho {rho:g}"
+  return ((gc, (("gradcount.rho", rho),)),
+          *((f"{m}, rho {rho:g}'s sparsity",
+             (("gradcount.method", m), ("gradcount.match_workdir", RunOf(gc))))
+            for m in ("l1", "magnitude")))
+
+
+GRADCOUNT_DENSE = (("gradcount.joint_steps", 1), ("gradcount.lam", 0.0),
+                   ("gradcount.rho", 0.0), ("gradcount.s_max", 1.0))
+"""The dense reference: nothing is shrunk, pruned or removed."""
+
+
+def gradcount_table(runs: list) -> Built:
+  """Gradient counting against the L1 and magnitude controls at the
+  sparsity it reached: per rho, the kept kernel weights, Dice of each
+  method (one seed as is, several as mean ± sample std [95% CI]) and the
+  conv filters gradient counting kept; the notes give the dense reference
+  and gradient count − control, paired over the seeds."""
+  dice = lambda rs: [r.summary["final"]["dice"] for r in rs]
+  mean = lambda xs: sum(xs) / len(xs)
+  by = lambda arm: [r for r in runs if r.arm == arm]
+  header = ["kept weights", "rho", "gradient count", "L1", "magnitude",
+            "conv filters kept (gradient count; controls keep all)"]
+  csv_header = ["rho", "remaining_fraction", "filters_remaining_fraction"]
+  for col in ("gradcount", "l1", "magnitude"):
+    csv_header += [f"{col}_dice_{k}" for k in ("n", "mean", "std", "ci95_lo",
+                                               "ci95_hi")]
+  rows, csv_rows, pairs = [], [], []
+  for rho in GRADCOUNT_RHOS:
+    arms = [a for a, _ in _gc_arms(rho)]
+    gc, l1, mag = (by(a) for a in arms)
+    kept = mean([r.summary["final"]["remaining_fraction"] for r in gc])
+    filters = mean([r.summary["final"]["filters_remaining_fraction"]
+                    for r in gc])
+    rows.append([f"{100 * kept:.1f}%", f"{rho:g}",
+                 *(_acc(dice(x)) for x in (gc, l1, mag)),
+                 f"{100 * filters:.1f}%"])
+    row = [rho, kept, filters]
+    for x in (gc, l1, mag):
+      st = stats.summarize(dice(x))
+      row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
+    csv_rows.append(row)
+    for name, x in (("L1", l1), ("magnitude", mag)):
+      pairs.append(f"rho {rho:g}, gradient count − {name}: "
+                   + stats.format_paired(stats.paired(dice(gc), dice(x))))
+  dense = by("dense reference")
+  seeds = _seeds_of(runs)
+  notes = ("Dice (foreground classes), " + _seed_list(seeds)
+           + ("; " + OVER_SEEDS if len(seeds) > 1 else "")
+           + ". Kept weights: the gradient-count run's remaining kernel "
+           "weights, which its L1 and magnitude controls are matched to "
+           "(`gradcount.match_workdir`, same seed). Dense reference: Dice "
+           f"{_acc(dice(dense))}. Paired over seeds: " + "; ".join(pairs)
+           + ".")
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
 def lottery_plot(runs: list, path: str) -> None:
   """`lottery_report.plot` of the seeds' summaries."""
   lottery_report.plot([r.summary for r in runs], path)
@@ -692,6 +764,20 @@ TABLES = {t.name: t for t in (
         "members, 600 Adam steps of batch 64 each) with bagging and with "
         "boost_d, 3 seeds"),
     Table(
+        name="gradcount_shapes",
+        title="Gradient-count sparsity against L1 and magnitude pruning at "
+        "matched sparsity (UNet-tiny, shapes)",
+        config="experiments/configs/gradcount_shapes.py", seeds=(0, 1, 2),
+        overrides=(("gradcount.scratch", False),),
+        arms=(("dense reference", GRADCOUNT_DENSE),
+              *(a for rho in GRADCOUNT_RHOS for a in _gc_arms(rho))),
+        build=gradcount_table,
+        description="gradcount_shapes.py as shipped (UNet-tiny on the "
+        "built-in shapes, 1,500 Adam steps: 300 dense, 900 joint, 300 "
+        "masked fine-tune) at rho = 0.2, 0.35, 0.5, its L1 and magnitude "
+        "controls matched to each run's sparsity, and the dense "
+        "reference; no scratch baselines"),
+    Table(
         name="fbs_digits",
         title="FBS on digits: test accuracy and MACs against the density d",
         config="experiments/configs/fbs_digits.py", seeds=(0, 1, 2),
@@ -780,11 +866,27 @@ def _arm(table: Table, label: str) -> tuple:
   return dict(table.arms)[label]
 
 
-def seed_sweep(table: Table, seed: int, arm: str = "") -> sweep_lib.Sweep:
-  """The one-point sweep of `table`'s `arm` at `seed` (validated lazily)."""
+def seed_sweep(table: Table, seed: int, arm: str = "",
+               runs_dir: str | None = None) -> sweep_lib.Sweep:
+  """The one-point sweep of `table`'s `arm` at `seed` (validated lazily);
+  a `RunOf` value becomes that arm's run directory at `seed` under
+  `runs_dir` (relative to the repository root when inside it)."""
   path = os.path.join(ROOT, table.config)
   base = sweep_lib.load_module(path).get_config()
-  grid = {f: [v] for f, v in (*table.overrides, *_arm(table, arm))}
+  grid = {}
+  for f, v in (*table.overrides, *_arm(table, arm)):
+    if isinstance(v, RunOf):
+      labels = [a for a, _ in table.arms]
+      if v.arm not in labels[:labels.index(arm)]:
+        raise ResultsError(f"table {table.name}: arm {arm!r} refers to "
+                           f"{v.arm!r}, which is not an earlier arm")
+      if runs_dir is None:
+        raise ResultsError(f"table {table.name}: arm {arm!r} needs the runs "
+                           "directory")
+      ref = seed_sweep(table, seed, v.arm, runs_dir)
+      v = sweep_lib.run_dir(seed_dir(runs_dir, seed, v.arm),
+                            ref.points[0]).replace(ROOT + os.sep, "")
+    grid[f] = [v]
   return sweep_lib.expand(path, base, [grid], [seed])
 
 
@@ -868,7 +970,7 @@ def _run_sweep(table: Table, runs_dir: str, *,
 def command(table: Table, seed: int, runs_dir: str, arm: str = "") -> str:
   """The exact `launch.train` command of one run (paths relative to the
   repository root when they are inside it)."""
-  s = seed_sweep(table, seed, arm)
+  s = seed_sweep(table, seed, arm, runs_dir)
   cmd = sweep_lib.command(s, s.points[0], seed_dir(runs_dir, seed, arm))
   rel = lambda a: a.replace(ROOT + os.sep, "")
   return shlex.join(["python", *(rel(a) for a in cmd[1:])])
@@ -885,7 +987,7 @@ def run_seeds(table: Table, seeds: Sequence[int], runs_dir: str, *,
   validated = set()
   jobs = _jobs(table, seeds)
   for i, (arm, seed) in enumerate(jobs, 1):
-    s = seed_sweep(table, seed, arm)
+    s = seed_sweep(table, seed, arm, runs_dir)
     d = seed_dir(runs_dir, seed, arm)
     p = s.points[0]
     what = f"[{i}/{len(jobs)}] {table.name}{' ' + arm if arm else ''} seed "
@@ -920,7 +1022,7 @@ def finished_runs(table: Table, seeds: Sequence[int],
                        dict(p.values)))
     return out
   for arm, seed in _jobs(table, seeds):
-    s = seed_sweep(table, seed, arm)
+    s = seed_sweep(table, seed, arm, runs_dir)
     d = seed_dir(runs_dir, seed, arm)
     summary = sweep_lib.read_summary(d, s.points[0])
     if summary is not None:

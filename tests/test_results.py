@@ -11,6 +11,7 @@ that writes them (`python -m launch.results`) works end to end.
 * An unknown table is one line naming it and the known tables, exit 2.
 """
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -284,3 +285,37 @@ def test_fpgm_table_pairs_the_criteria():
       ["FPGM", "0.7", "released_cifar"], ["L2 norm", "0.7", "released_cifar"]]
   assert built.rows[0][5] == "0.9500 / 0.9600 / 0.9700"
   assert built.notes.count("+0.0500 ± 0.0000") == 3
+
+
+# ------------------------------------------------------- matched controls --
+def test_run_of_is_the_earlier_arms_run_at_the_same_seed(tmp_path):
+  runs = str(tmp_path)
+  ref = results.RunOf("a")
+  table = results.Table(
+      name="ref_test", title="", config="tests/_tiny_sweep.py", seeds=(0, 1),
+      build=results.flags_table,
+      arms=(("a", (("learning_rate", 3e-3),)), ("b", (("data_dir", ref),))))
+  assert (f"--config.data_dir={runs}/a/seed_1/runs/learning_rate=0.003,"
+          "seed=1 ") in results.command(table, 1, runs, "b")
+  backwards = dataclasses.replace(table, arms=tuple(reversed(table.arms)))
+  with pytest.raises(results.ResultsError, match="not an earlier arm"):
+    results.command(backwards, 0, runs, "b")
+
+
+def test_gradcount_table_pairs_each_rho_with_its_controls():
+  table = results.get("gradcount_shapes")
+  controls = [a for a, o in table.arms
+              if any(isinstance(v, results.RunOf) for _, v in o)]
+  assert len(controls) == 2 * len(results.GRADCOUNT_RHOS)
+  dice = {"gradient": 0.9, "l1": 0.95, "magnitude": 0.92, "dense": 0.93}
+  runs = [results.Run(s, "", {"final": {
+      "dice": dice[arm.split()[0].rstrip(",")] + 0.01 * s,
+      "remaining_fraction": 0.3, "filters_remaining_fraction": 0.8}}, arm)
+          for arm, _ in table.arms for s in (0, 1, 2)]
+  built = results.gradcount_table(runs)
+  assert [r[:2] for r in built.rows] == [["30.0%", "0.2"], ["30.0%", "0.35"],
+                                         ["30.0%", "0.5"]]
+  assert built.rows[0][2].startswith("0.9100 ± 0.0100 [")
+  assert built.rows[0][5] == "80.0%"
+  assert built.notes.count("gradient count − L1: -0.0500") == 3
+  assert "Dense reference: Dice 0.9400 ± 0.0100" in built.notes
