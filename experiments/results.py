@@ -100,7 +100,9 @@ class Built:
 class Table:
   """One result table: the runs behind it and how to tabulate them.
 
-  `config` is relative to the repository root; `overrides` are
+  `config` is relative to the repository root (`file.py:arg` passes `arg`
+  to its `get_config`, as `launch.train --config=file.py:arg` does);
+  `overrides` are
   `--config.<field>=<value>` of every run; `arms` ((label, overrides), ...)
   are variants each run at every seed (in `RUNS/<label>/seed_<s>/`; one
   unnamed arm by default); `build(runs)` gets the finished runs, arm by
@@ -650,6 +652,62 @@ def gradcount_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
+MAINSUB_CONTROLS = ("learned", "greedy", "random")
+"""main/subsidiary's controls at the learned per-layer counts."""
+
+
+def mainsub_table(runs: list) -> Built:
+  """Main/subsidiary pruning against its controls (mainsub_digits.py):
+  per arm, the binary filters removed, the unpruned main network, the
+  layer-wise pruned network and each control fine-tuned the same number
+  of steps (one seed as is, several as mean ± sample std [95% CI]), and
+  the controls' masks applied without fine-tuning (means); the notes pair
+  the pruned network with the unpruned one and with each control."""
+  arms = list(dict.fromkeys(r.arm for r in runs))
+  mean = lambda xs: sum(xs) / len(xs)
+  header = ["recipe", "% removed", "unpruned main", "pruned (layer-wise)",
+            *MAINSUB_CONTROLS,
+            "before FT: " + " / ".join(MAINSUB_CONTROLS)]
+  csv_header = ["recipe", "removed_percent"]
+  for col in ("main", "pruned", *MAINSUB_CONTROLS):
+    csv_header += [f"{col}_{k}" for k in ("n", "mean", "std", "ci95_lo",
+                                          "ci95_hi")]
+  csv_header += [f"{c}_before_finetune_mean" for c in MAINSUB_CONTROLS]
+  rows, csv_rows, pairs = [], [], []
+  for arm in arms:
+    mine = [r.summary for r in runs if r.arm == arm]
+    removed = mean([100 * (1 - m["filters_remaining_fraction"])
+                    for m in mine])
+    cols = {"main": [m["main"]["test_accuracy"] for m in mine],
+            "pruned": [m["final"]["test_accuracy"] for m in mine]}
+    for c in MAINSUB_CONTROLS:
+      cols[c] = [m["controls"][c]["test_accuracy"] for m in mine]
+    before = [mean([m["controls"][c]["test_accuracy_before_finetune"]
+                    for m in mine]) for c in MAINSUB_CONTROLS]
+    rows.append([arm, f"{removed:.1f}", *(_acc(v) for v in cols.values()),
+                 " / ".join(f"{b:.3f}" for b in before)])
+    row = [arm, removed]
+    for v in cols.values():
+      st = stats.summarize(v)
+      row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
+    csv_rows.append(row + before)
+    if len(mine) > 1:
+      pairs += [f"{arm}: pruned − {k} " + stats.format_paired(
+          stats.paired(cols["pruned"], cols[k]))
+                for k in ("main", *MAINSUB_CONTROLS)]
+  seeds = _seeds_of(runs)
+  notes = ("Test accuracy, " + _seed_list(seeds)
+           + ("; " + OVER_SEEDS if len(seeds) > 1 else "")
+           + ". % removed: binary filters, mean over the seeds. The controls "
+           "(learned keep vectors, greedy: smallest mean |w|, random) take "
+           "the learned per-layer counts, are applied to the main network "
+           "at once and fine-tuned for the same steps; before FT: their "
+           "masks on the main network, no training (means)."
+           + (" Paired over seeds: " + "; ".join(pairs) + "." if pairs
+              else ""))
+  return Built(header, rows, csv_header, csv_rows, notes)
+
+
 def lottery_plot(runs: list, path: str) -> None:
   """`lottery_report.plot` of the seeds' summaries."""
   lottery_report.plot([r.summary for r in runs], path)
@@ -806,6 +864,46 @@ TABLES = {t.name: t for t in (
         "and 0.7 (paper variant) and 0.7 (released CIFAR variant), 3 "
         "seeds, 18 runs"),
     Table(
+        name="mainsub_digits",
+        title="Main/subsidiary pruning of a binary NIN on digits, against "
+        "greedy and random selection",
+        config="experiments/configs/mainsub_digits.py", seeds=(0, 1, 2),
+        overrides=(("mainsub.scratch", False),),
+        arms=(("budget (default; Adam 1e-3)", ()),
+              ("budget, SGD 0.1 on the gates",
+               (("mainsub.sub_optimizer", "sgd"), ("mainsub.sub_lr", 0.1)))),
+        build=mainsub_table,
+        description="mainsub_digits.py as shipped (the budget recipe: 25 % "
+        "of each binary layer's filters) and with SGD on the gates, 3 "
+        "seeds, no scratch baselines"),
+    Table(
+        name="mainsub_released",
+        title="Main/subsidiary pruning on digits with the released code's "
+        "recipe",
+        config="experiments/configs/mainsub_digits.py:released",
+        seeds=(0, 1, 2), overrides=(("mainsub.scratch", False),),
+        arms=(("released", ()),),
+        build=mainsub_table,
+        description="mainsub_digits.py:released (gates U(-1e-4, 1e-4), Adam "
+        "1e-3, alpha = 1e-8 times the kept-filter count), 3 seeds, no "
+        "scratch baselines"),
+    Table(
+        name="mainsub_released_variants",
+        title="Main/subsidiary on digits: the released recipe with other "
+        "gate settings (seed 0)",
+        config="experiments/configs/mainsub_digits.py:released", seeds=(0,),
+        overrides=(("mainsub.scratch", False),),
+        arms=(("SGD + count penalty", (
+            ("mainsub.sub_optimizer", "sgd"), ("mainsub.sub_lr", 0.1),
+            ("mainsub.gate_init", 0.5), ("mainsub.alpha", 0.1))),
+              ("Adam, gates at 0.05", (("mainsub.gate_init", 0.05),))),
+        build=mainsub_table,
+        description="mainsub_digits.py:released with the gates at 0.5 under "
+        "SGD 0.1 and alpha = 0.1 (a gate is removed when its summed STE "
+        "gradient says removing the filter costs nothing, to first order), "
+        "and with the gates at 0.05 under Adam (half of Adam's reach lr x "
+        "steps); seed 0 only"),
+    Table(
         name="slimming_digits",
         title="Network Slimming on digits and its scratch baselines",
         config="experiments/configs/slimming_digits.py", seeds=(0, 1, 2),
@@ -871,8 +969,10 @@ def seed_sweep(table: Table, seed: int, arm: str = "",
   """The one-point sweep of `table`'s `arm` at `seed` (validated lazily);
   a `RunOf` value becomes that arm's run directory at `seed` under
   `runs_dir` (relative to the repository root when inside it)."""
-  path = os.path.join(ROOT, table.config)
-  base = sweep_lib.load_module(path).get_config()
+  path, _, arg = table.config.partition(":")
+  path = os.path.join(ROOT, path)
+  module = sweep_lib.load_module(path)
+  base = module.get_config(arg) if arg else module.get_config()
   grid = {}
   for f, v in (*table.overrides, *_arm(table, arm)):
     if isinstance(v, RunOf):
@@ -887,7 +987,8 @@ def seed_sweep(table: Table, seed: int, arm: str = "",
       v = sweep_lib.run_dir(seed_dir(runs_dir, seed, v.arm),
                             ref.points[0]).replace(ROOT + os.sep, "")
     grid[f] = [v]
-  return sweep_lib.expand(path, base, [grid], [seed])
+  return sweep_lib.expand(path + (f":{arg}" if arg else ""), base, [grid],
+                          [seed])
 
 
 def _slug(label: str) -> str:

@@ -319,3 +319,27 @@ def test_gradcount_table_pairs_each_rho_with_its_controls():
   assert built.rows[0][5] == "80.0%"
   assert built.notes.count("gradient count − L1: -0.0500") == 3
   assert "Dense reference: Dice 0.9400 ± 0.0100" in built.notes
+
+
+def test_mainsub_table_and_config_argument():
+  table = results.get("mainsub_released")
+  assert results.command(table, 1, "/r", "released").startswith(
+      "python -m launch.train --config=experiments/configs/mainsub_digits.py"
+      ":released --workdir=/r/released/seed_1/runs/")
+  assert results.seed_sweep(table, 0, "released").base.mainsub.gate_init == 0
+
+  def summary(seed):
+    ctrl = lambda acc: {"test_accuracy": acc + 0.01 * seed,
+                        "test_accuracy_before_finetune": 0.2}
+    return {"filters_remaining_fraction": 0.75,
+            "main": {"test_accuracy": 0.90 + 0.01 * seed},
+            "final": {"test_accuracy": 0.92 + 0.01 * seed},
+            "controls": {"learned": ctrl(0.92), "greedy": ctrl(0.91),
+                         "random": ctrl(0.89)}}
+  built = results.mainsub_table([results.Run(s, "", summary(s), "a")
+                                 for s in (0, 1, 2)])
+  assert built.rows[0][:3] == ["a", "25.0", "0.9100 ± 0.0100 [0.8852, "
+                                            "0.9348]"]
+  assert built.rows[0][-1] == "0.200 / 0.200 / 0.200"
+  assert "a: pruned − greedy +0.0100 ± 0.0000" in built.notes
+  assert "a: pruned − random +0.0300" in built.notes
