@@ -133,26 +133,39 @@ def lottery_conv_cifar10(model: str, *, num_convs: int, num_steps: int,
   return config
 
 
-def lottery_resnet20_cifar10(reset: str) -> ml_collections.ConfigDict:
-  """ResNet-20 on CIFAR-10 with global pruning of the convs by 20 % a
-  level, 10 levels, rewinding to step 500 (`reset`: ``"rewind"`` (Frankle
-  et al. 2019) or ``"lr_rewind"`` (Renda et al. 2020: the final weights,
-  the schedule replayed from the rewind step)); SGD momentum 0.1, step
-  decay at 20K and 25K of 30K."""
+def cifar10_sgd(model: str, *, num_steps: int, batch_size: int,
+                decay_steps: tuple) -> ml_collections.ConfigDict:
+  """`model` (its default kwargs) on CIFAR-10 with the usual CIFAR recipe
+  of He et al. 2016 ("Deep Residual Learning", Sec. 4.2): SGD momentum
+  0.9, learning rate 0.1 divided by 10 at each of `decay_steps`, weight
+  decay 1e-4, `num_steps` steps at batch `batch_size`; evaluation at batch
+  1000. The caller sets the cadence (log, eval, checkpoints) and the
+  method section."""
   config = get_config()
   config.dataset = "cifar10"
-  config.model = "resnet20"
+  config.model = model
   config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 30_000
-  config.batch_size = 128
+  config.num_steps = num_steps
+  config.batch_size = batch_size
   config.eval_batch_size = 1000
   config.optimizer = "momentum"
   config.momentum = 0.9
   config.learning_rate = 0.1
   config.weight_decay = 1e-4
   config.lr_schedule = "step"
-  config.lr_decay_steps = (20_000, 25_000)
+  config.lr_decay_steps = tuple(decay_steps)
   config.lr_decay_factor = 0.1
+  return config
+
+
+def lottery_resnet20_cifar10(reset: str) -> ml_collections.ConfigDict:
+  """ResNet-20 on CIFAR-10 with global pruning of the convs by 20 % a
+  level, 10 levels, rewinding to step 500 (`reset`: ``"rewind"`` (Frankle
+  et al. 2019) or ``"lr_rewind"`` (Renda et al. 2020: the final weights,
+  the schedule replayed from the rewind step)); :func:`cifar10_sgd` at
+  batch 128 for 30K steps, decay at 20K and 25K."""
+  config = cifar10_sgd("resnet20", num_steps=30_000, batch_size=128,
+                       decay_steps=(20_000, 25_000))
   config.log_every = 500
   config.eval_every = 500
   config.checkpoint_every = 2500

@@ -38,20 +38,9 @@ STEPS_PER_EPOCH = 352  # ceil(45,000 / 128)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  config.dataset = "cifar10"
-  config.model = "resnet20"
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 150 * STEPS_PER_EPOCH
-  config.batch_size = 128
-  config.eval_batch_size = 1000
-  config.optimizer = "momentum"
-  config.momentum = 0.9
-  config.learning_rate = 0.1
-  config.weight_decay = 1e-4
-  config.lr_schedule = "step"
-  config.lr_decay_steps = (100 * STEPS_PER_EPOCH, 125 * STEPS_PER_EPOCH)
-  config.lr_decay_factor = 0.1
+  config = _base.cifar10_sgd(
+      "resnet20", num_steps=150 * STEPS_PER_EPOCH, batch_size=128,
+      decay_steps=(100 * STEPS_PER_EPOCH, 125 * STEPS_PER_EPOCH))
   config.log_every = STEPS_PER_EPOCH
   config.eval_every = 2 * STEPS_PER_EPOCH
   config.checkpoint_every = 2 * STEPS_PER_EPOCH

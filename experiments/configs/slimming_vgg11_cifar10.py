@@ -24,20 +24,9 @@ STEPS_PER_EPOCH = 704  # ceil(45,000 / 64)
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  config.dataset = "cifar10"
-  config.model = "vgg11"
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 160 * STEPS_PER_EPOCH
-  config.batch_size = 64
-  config.eval_batch_size = 1000
-  config.optimizer = "momentum"
-  config.momentum = 0.9
-  config.learning_rate = 0.1
-  config.weight_decay = 1e-4
-  config.lr_schedule = "step"
-  config.lr_decay_steps = (80 * STEPS_PER_EPOCH, 120 * STEPS_PER_EPOCH)
-  config.lr_decay_factor = 0.1
+  config = _base.cifar10_sgd(
+      "vgg11", num_steps=160 * STEPS_PER_EPOCH, batch_size=64,
+      decay_steps=(80 * STEPS_PER_EPOCH, 120 * STEPS_PER_EPOCH))
   config.log_every = STEPS_PER_EPOCH
   config.eval_every = 4 * STEPS_PER_EPOCH
   config.checkpoint_every = 4 * STEPS_PER_EPOCH
