@@ -7,8 +7,8 @@ batch sizes, ...); a method section is checked by its driver
 (``experiments.drivers.validate``: each driver module's ``validate``, the
 plain run's ``pruning`` section by ``experiments.train.validate``), with the
 allowed values imported from where they are defined. The helpers
-:func:`require`, :func:`choice` and :func:`positive_int` are what the
-drivers' checks are written with.
+:func:`require`, :func:`choice`, :func:`positive_int` and
+:func:`nonnegative_int` are what the drivers' checks are written with.
 """
 from __future__ import annotations
 
@@ -29,11 +29,26 @@ def require(cond: bool, field: str, problem: str) -> None:
     raise ConfigError(f"config.{field}: {problem}")
 
 
+def _is_int(value) -> bool:
+  """An int proper: ``True`` and ``False`` are not step counts."""
+  return isinstance(value, int) and not isinstance(value, bool)
+
+
 def positive_int(config, field: str) -> None:
-  """``config[field]`` is an int > 0 (not a bool)."""
+  """``config[field]`` is an int > 0 (not a bool). `field` may be a dotted
+  path into a method section (``"repr.s1_steps"``: a ConfigDict resolves
+  it), and is the field the error names."""
   value = config[field]
-  require(isinstance(value, int) and not isinstance(value, bool)
-           and value > 0, field, f"must be a positive integer, got {value!r}")
+  require(_is_int(value) and value > 0, field,
+           f"must be a positive integer, got {value!r}")
+
+
+def nonnegative_int(config, field: str) -> None:
+  """``config[field]`` is an int >= 0 (not a bool); `field` as in
+  :func:`positive_int`."""
+  value = config[field]
+  require(_is_int(value) and value >= 0, field,
+           f"must be an integer >= 0, got {value!r}")
 
 
 def choice(value, choices, field: str) -> None:
@@ -62,16 +77,13 @@ def validate(config, *, device_count: int | None = None) -> None:
            and math.isfinite(config.learning_rate)
            and config.learning_rate > 0, "learning_rate",
            f"must be > 0 and finite, got {config.learning_rate!r}")
-  require(isinstance(config.seed, int) and not isinstance(config.seed, bool)
-           and 0 <= config.seed < 2**31, "seed",
+  require(_is_int(config.seed) and 0 <= config.seed < 2**31, "seed",
            f"must be an integer in [0, 2**31), got {config.seed!r}")
   keep = config.get("keep_checkpoints", 1)
-  require(isinstance(keep, int) and not isinstance(keep, bool) and keep >= 1,
-           "keep_checkpoints", f"must be an integer >= 1, got {keep!r}")
-  warmup = config.get("warmup_steps", 0)
-  require(isinstance(warmup, int) and not isinstance(warmup, bool)
-           and warmup >= 0, "warmup_steps",
-           f"must be an integer >= 0, got {warmup!r}")
+  require(_is_int(keep) and keep >= 1, "keep_checkpoints",
+           f"must be an integer >= 1, got {keep!r}")
+  if "warmup_steps" in config:  # absent: 0
+    nonnegative_int(config, "warmup_steps")
   require(config.weight_decay >= 0, "weight_decay",
            f"must be >= 0, got {config.weight_decay!r}")
   if device_count is not None:

@@ -297,12 +297,9 @@ def validate(config) -> None:
   choice(gc.method, METHODS, "gradcount.method")
   choice(gc.redundancy, REDUNDANCY, "gradcount.redundancy")
   for field in ("joint_steps", "window", "redundancy_every", "min_keep"):
-    v = gc[field]
-    require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
-            f"gradcount.{field}", f"must be a positive integer, got {v!r}")
+    config_check.positive_int(config, f"gradcount.{field}")
+  config_check.nonnegative_int(config, "gradcount.warmup_steps")
   w = gc.warmup_steps
-  require(isinstance(w, int) and not isinstance(w, bool) and w >= 0,
-          "gradcount.warmup_steps", f"must be an integer >= 0, got {w!r}")
   require(w + gc.joint_steps <= config.num_steps, "gradcount.joint_steps",
           f"warmup_steps + joint_steps = {w + gc.joint_steps} exceeds "
           f"num_steps={config.num_steps}")

@@ -410,9 +410,7 @@ def validate(config) -> None:
           "must be False in a main/subsidiary run (a removed filter must "
           "output exactly 0)")
   for field in ("sub_steps", "finetune_steps"):
-    v = ms[field]
-    require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
-            f"mainsub.{field}", f"must be a positive integer, got {v!r}")
+    config_check.positive_int(config, f"mainsub.{field}")
   require(ms.alpha >= 0, "mainsub.alpha", f"must be >= 0, got {ms.alpha!r}")
   choice(ms.penalty, binary.MAINSUB_PENALTIES, "mainsub.penalty")
   for field in ("sub_lr", "finetune_lr"):

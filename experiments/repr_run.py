@@ -261,12 +261,8 @@ def validate(config) -> None:
   require, choice = config_check.require, config_check.choice
   rc = config.repr
   for field in ("s1_steps", "s2_steps"):
-    v = rc[field]
-    require(isinstance(v, int) and not isinstance(v, bool) and v > 0,
-            f"repr.{field}", f"must be a positive integer, got {v!r}")
-  require(isinstance(rc.cycles, int) and not isinstance(rc.cycles, bool)
-          and rc.cycles >= 0, "repr.cycles",
-          f"must be an integer >= 0, got {rc.cycles!r}")
+    config_check.positive_int(config, f"repr.{field}")
+  config_check.nonnegative_int(config, "repr.cycles")
   require(rc.cycles * (rc.s1_steps + rc.s2_steps) <= config.num_steps,
           "repr.cycles", f"{rc.cycles} cycles of s1_steps + s2_steps = "
           f"{rc.s1_steps + rc.s2_steps} steps exceed num_steps="
