@@ -3,18 +3,19 @@
 seed 0."""
 import ml_collections
 
-from experiments.configs import _base
+from experiments import drivers
+from experiments.configs import digits_magnitude
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
+  config = digits_magnitude.get_config()
   config.model_kwargs.hidden = (16,)
   config.num_steps = 20
   config.log_every = 10
   config.eval_every = 10
   config.checkpoint_every = 20
   config.keep_checkpoints = 1
-  config.pruning = _base.pruning_section(method="none")
+  config.pruning = drivers.defaults("pruning", method="none")
   return config
 
 
