@@ -41,6 +41,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime
+import functools
 import json
 import os
 import platform
@@ -293,9 +294,26 @@ def plain_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
-def flags_table(runs: list) -> Built:
+def paired_arms(runs: list, compare: Sequence[tuple]) -> str:
+  """`A − B <paired difference>` over the seeds for each (A, B) of arm
+  labels in `compare` ("" for one seed or none)."""
+  if len(_seeds_of(runs)) < 2 or not compare:
+    return ""
+  acc = lambda arm: _accs(sorted((r for r in runs if r.arm == arm),
+                                 key=lambda r: r.seed))
+  for a, b in compare:
+    if not acc(a) or not acc(b):
+      raise ResultsError(f"compare: no finished run of arm {a!r} or {b!r}")
+  return " Paired over seeds: " + "; ".join(
+      f"{a} − {b}: {stats.format_paired(stats.paired(acc(a), acc(b)))}"
+      for a, b in compare) + "."
+
+
+def flags_table(runs: list, compare: Sequence[tuple] = ()) -> Built:
   """Per arm: its extra command-line flags and test accuracy (one seed as
-  is, several as mean ± sample std [95% CI])."""
+  is, several as mean ± sample std [95% CI]); the notes give the paired
+  difference over seeds of each (arm, arm) in `compare` (bind it with
+  `functools.partial`)."""
   arms = list(dict.fromkeys(r.arm for r in runs))
   header = ["run", "extra flags", "test accuracy"]
   csv_header = ["run", "extra_flags", "n", "test_accuracy_mean",
@@ -313,7 +331,7 @@ def flags_table(runs: list) -> Built:
   seeds = _seeds_of(runs)
   notes = ("Test accuracy, " + _seed_list(seeds)
            + (f" ({OVER_SEEDS})"
-              if len(seeds) > 1 else "") + ".")
+              if len(seeds) > 1 else "") + "." + paired_arms(runs, compare))
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
@@ -781,7 +799,11 @@ TABLES = {t.name: t for t in (
               ("BNN (binary activations)",
                (("model_kwargs.input_quantizer", "ste_sign"),
                 ("model_kwargs.activation", "hard_tanh")))),
-        build=flags_table,
+        build=functools.partial(flags_table, compare=(
+            ("BinaryConnect, deterministic", "float twin"),
+            ("BinaryConnect, stochastic", "float twin"),
+            ("BNN (binary activations)", "float twin"),
+            ("BinaryConnect, stochastic", "BinaryConnect, deterministic"))),
         description="binaryconnect_mnist5k.py as shipped (3 x 512 binary "
         "MLP, 2,100 Adam steps of batch 100) and its variants, 5 seeds"),
     Table(
@@ -796,7 +818,13 @@ TABLES = {t.name: t for t in (
                (("repr.reinit", "random"),)),
               ("magnitude ranking + orthogonal re-init",
                (("repr.ranking", "magnitude"),))),
-        build=flags_table,
+        build=functools.partial(flags_table, compare=(
+            ("RePr (orthogonality ranking, orthogonal re-init)",
+             "standard training"),
+            *((a, "RePr (orthogonality ranking, orthogonal re-init)")
+              for a in ("random drop + random re-init",
+                        "orthogonality ranking + random re-init",
+                        "magnitude ranking + orthogonal re-init")))),
         description="repr_digits.py as shipped (vanilla CNN, 3 cycles of "
         "S1 = 400 / S2 = 200 steps, 2,200 SGD steps, batch 64), its "
         "standard-training twin and the ablations, 3 seeds"),
@@ -807,7 +835,9 @@ TABLES = {t.name: t for t in (
         config="experiments/configs/repr_mnist5k.py", seeds=(0, 1, 2, 3, 4),
         arms=(("standard training", (("repr.cycles", 0),)),
               ("RePr (orthogonality ranking, orthogonal re-init)", ())),
-        build=flags_table,
+        build=functools.partial(flags_table, compare=((
+            "RePr (orthogonality ranking, orthogonal re-init)",
+            "standard training"),)),
         description="repr_mnist5k.py as shipped (vanilla CNN, 3 cycles of "
         "S1 = 550 / S2 = 275 steps, 3,025 SGD steps, batch 64) and its "
         "standard-training twin at equal steps, 5 seeds"),
