@@ -266,9 +266,10 @@ def lottery_table(runs: list) -> Built:
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
-def plain_table(runs: list) -> Built:
+def plain_table(runs: list, compare: Sequence[tuple] = ()) -> Built:
   """Per arm: test accuracy (one seed as is, several as mean ± sample std
-  [95% CI]), remaining weights, wall time (mean over seeds)."""
+  [95% CI]), remaining weights, wall time (mean over seeds); the notes give
+  the paired difference over seeds of each (arm, arm) in `compare`."""
   arms = list(dict.fromkeys(r.arm for r in runs))
   header = ["run", "test accuracy", "remaining weights", "wall time"]
   csv_header = ["run", "n", "test_accuracy_mean", "test_accuracy_std",
@@ -290,7 +291,7 @@ def plain_table(runs: list) -> Built:
            + ("; " + OVER_SEEDS
               if len(seeds) > 1 else "") + "). Wall time: the run's "
            "launch.train process, start-up and compilation included, on a "
-           "machine shared with other jobs.")
+           "machine shared with other jobs." + paired_arms(runs, compare))
   return Built(header, rows, csv_header, csv_rows, notes)
 
 
@@ -765,17 +766,21 @@ TABLES = {t.name: t for t in (
     Table(
         name="digits_magnitude",
         title="Magnitude pruning on digits (the plain run)",
-        config="experiments/configs/digits_magnitude.py", seeds=(0,),
+        config="experiments/configs/digits_magnitude.py",
+        seeds=(0, 1, 2, 3, 4),
         arms=(("dense (`--config.pruning.method=none`)",
                (("pruning.method", "none"),)),
               ("magnitude, gradual, layer-wise 80%", ())),
-        build=plain_table,
+        build=functools.partial(plain_table, compare=((
+            "magnitude, gradual, layer-wise 80%",
+            "dense (`--config.pruning.method=none`)"),)),
         description="digits_magnitude.py as shipped (4,000 Adam steps, "
-        "batch 64) and its dense twin"),
+        "batch 64) and its dense twin, 5 seeds"),
     Table(
         name="binaryconnect_digits",
         title="BinaryConnect and BNN on digits, with the float twin",
-        config="experiments/configs/binaryconnect_digits.py", seeds=(0,),
+        config="experiments/configs/binaryconnect_digits.py",
+        seeds=(0, 1, 2, 3, 4),
         arms=(("BinaryConnect, deterministic", ()),
               ("float twin", (("binarize", False),)),
               ("BinaryConnect, stochastic",
@@ -783,9 +788,12 @@ TABLES = {t.name: t for t in (
               ("BNN (binary activations)",
                (("model_kwargs.input_quantizer", "ste_sign"),
                 ("model_kwargs.activation", "hard_tanh")))),
-        build=flags_table,
+        build=functools.partial(flags_table, compare=(
+            ("BinaryConnect, deterministic", "float twin"),
+            ("BinaryConnect, stochastic", "float twin"),
+            ("BNN (binary activations)", "float twin"))),
         description="binaryconnect_digits.py as shipped (3,000 Adam steps, "
-        "batch 64) and its variants"),
+        "batch 64) and its variants, 5 seeds"),
     Table(
         name="binaryconnect_mnist5k",
         title="BinaryConnect and BNN on real MNIST images (mnist5k), with "
