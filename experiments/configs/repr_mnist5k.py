@@ -27,7 +27,10 @@ rate 0.05 as on digits.
 
 Expected: the paper reports +4.3 points for this CNN on CIFAR-10 (METHODS.md
 2.3), a re-implementation +4.2 without and -3.4 with augmentation; MNIST is
-a far easier task. See results/repr_mnist5k.md for what it measures.
+a far easier task. Measured (5 seeds, 1,000 test images;
+results/repr_mnist5k.md): standard training 0.973, RePr 0.967; RePr minus
+standard training, paired, -0.0056 [-0.0122, +0.0010], indistinguishable
+at n = 5.
 """
 import ml_collections
 
