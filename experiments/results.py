@@ -152,6 +152,15 @@ def _acc(values: Sequence[float]) -> str:
   return stats.format_mean_std_ci(stats.summarize(values), with_n=False)
 
 
+def _stat_cells(values: Sequence[float]) -> list:
+  """n, mean, sample std, 95% CI low and high of `values` (CSV cells; the
+  interval blank for one value, all but n blank for none)."""
+  if not values:
+    return [0, None, None, None, None]
+  st = stats.summarize(values)
+  return [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
+
+
 def _read_json(path: str):
   with open(path) as f:
     return json.load(f)
@@ -228,12 +237,7 @@ def lottery_table(runs: list) -> Built:
     row = [level, remaining]
     for values in (ticket, arms.get("random_reinit"),
                    arms.get("random_prune")):
-      if values:
-        s = stats.summarize(values)
-        ci = s["ci95"] or (None, None)
-        row += [s["n"], s["mean"], s["std"], *ci]
-      else:
-        row += [0, None, None, None, None]
+      row += _stat_cells(values)
     if diff:
       ci = diff["ci95"] or (None, None)
       row += [diff["n"], diff["mean_diff"], diff["std"], *ci,
@@ -281,10 +285,8 @@ def plain_table(runs: list, compare: Sequence[tuple] = ()) -> Built:
     rem = sum(r.summary["final"]["remaining_fraction"] for r in mine) / len(
         mine)
     secs = sum(r.seconds for r in mine) / len(mine)
-    s = stats.summarize(accs)
     rows.append([arm, _acc(accs), f"{100 * rem:.1f}%", f"{secs:.0f} s"])
-    csv_rows.append([arm, s["n"], s["mean"], s["std"],
-                     *(s["ci95"] or (None, None)), rem, secs])
+    csv_rows.append([arm, *_stat_cells(accs), rem, secs])
   seeds = _seeds_of(runs)
   notes = (f"Test accuracy ({runs[0].summary.get('model', 'the model')}, "
            + _seed_list(seeds)
@@ -325,10 +327,8 @@ def flags_table(runs: list, compare: Sequence[tuple] = ()) -> Built:
     flags = " ".join(f"--config.{f}={sweep_lib.cli_value(v)}"
                      for f, v in mine[0].overrides)
     accs = [r.summary["final"]["test_accuracy"] for r in mine]
-    s = stats.summarize(accs)
     rows.append([arm, f"`{flags}`" if flags else "", _acc(accs)])
-    csv_rows.append([arm, flags, s["n"], s["mean"], s["std"],
-                     *(s["ci95"] or (None, None))])
+    csv_rows.append([arm, flags, *_stat_cells(accs)])
   seeds = _seeds_of(runs)
   notes = ("Test accuracy, " + _seed_list(seeds)
            + (f" ({OVER_SEEDS})"
@@ -354,10 +354,9 @@ def fbs_table(runs: list) -> Built:
     macs = [f["macs_fraction"] for f in mine]
     over = [f["macs_overhead_fraction"] for f in mine]
     overhead += over
-    s, m = stats.summarize(accs), stats.summarize(macs)
+    m = stats.summarize(macs)
     rows.append([arm, _acc(accs), f"{mean(macs):.3f}"])
-    csv_rows.append([arm, s["n"], s["mean"], s["std"],
-                     *(s["ci95"] or (None, None)), m["mean"], m["std"],
+    csv_rows.append([arm, *_stat_cells(accs), m["mean"], m["std"],
                      mean(over)])
   seeds = _seeds_of(runs)
   notes = ("Test accuracy, " + _seed_list(seeds)
@@ -394,11 +393,8 @@ def scratch_table(runs: list) -> Built:
     for k in ("scratch_e", "scratch_b"):
       cols[k] = [m["baselines"][k]["test_accuracy"] for m in mine]
     rows.append([arm, f"{macs:.3f}", *(_acc(v) for v in cols.values())])
-    row = [arm, macs]
-    for values in cols.values():
-      st = stats.summarize(values)
-      row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
-    csv_rows.append(row)
+    csv_rows.append([arm, macs, *(c for v in cols.values()
+                                  for c in _stat_cells(v))])
     if len(mine) > 1:
       paired += [f"{arm}: pruned − {name} "
                  + stats.format_paired(stats.paired(cols["pruned"], cols[k]))
@@ -437,9 +433,7 @@ def benn_table(runs: list) -> Built:
       hard = [c["hard_vote_accuracy"] for c in curve]
       soft = [c["soft_vote_accuracy"] for c in curve]
       row.append(_acc(soft) if size == 1 else f"{_acc(hard)} / {_acc(soft)}")
-      for values in (hard, soft):
-        s = stats.summarize(values)
-        csv_row += [s["n"], s["mean"], s["std"], *(s["ci95"] or (None, None))]
+      csv_row += _stat_cells(hard) + _stat_cells(soft)
     rows.append(row)
     csv_rows.append(csv_row)
   seeds = _seeds_of(runs)
@@ -477,9 +471,7 @@ def _arm_csv(runs: list, extra: Sequence[str] = ()) -> tuple[list, list]:
   rows = []
   for arm in dict.fromkeys(r.arm for r in runs):
     mine = [r for r in runs if r.arm == arm]
-    st = stats.summarize(_accs(mine))
-    row = [mine[0].values[f] for f in fields]
-    row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
+    row = [mine[0].values[f] for f in fields] + _stat_cells(_accs(mine))
     for k in extra:
       xs = [r.summary["final"][k] for r in mine
             if r.summary["final"].get(k) is not None]
@@ -651,11 +643,8 @@ def gradcount_table(runs: list) -> Built:
     rows.append([f"{100 * kept:.1f}%", f"{rho:g}",
                  *(_acc(dice(x)) for x in (gc, l1, mag)),
                  f"{100 * filters:.1f}%"])
-    row = [rho, kept, filters]
-    for x in (gc, l1, mag):
-      st = stats.summarize(dice(x))
-      row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
-    csv_rows.append(row)
+    csv_rows.append([rho, kept, filters, *(c for x in (gc, l1, mag)
+                                           for c in _stat_cells(dice(x)))])
     for name, x in (("L1", l1), ("magnitude", mag)):
       pairs.append(f"rho {rho:g}, gradient count − {name}: "
                    + stats.format_paired(stats.paired(dice(gc), dice(x))))
@@ -705,11 +694,8 @@ def mainsub_table(runs: list) -> Built:
                     for m in mine]) for c in MAINSUB_CONTROLS]
     rows.append([arm, f"{removed:.1f}", *(_acc(v) for v in cols.values()),
                  " / ".join(f"{b:.3f}" for b in before)])
-    row = [arm, removed]
-    for v in cols.values():
-      st = stats.summarize(v)
-      row += [st["n"], st["mean"], st["std"], *(st["ci95"] or (None, None))]
-    csv_rows.append(row + before)
+    csv_rows.append([arm, removed, *(c for v in cols.values()
+                                     for c in _stat_cells(v)), *before])
     if len(mine) > 1:
       pairs += [f"{arm}: pruned − {k} " + stats.format_paired(
           stats.paired(cols["pruned"], cols[k]))
