@@ -11,10 +11,13 @@ smallest L2 norm at the same rates, hence the same MACs), unpruned twin
 `--config.filterprune.rate=0.0 --config.filterprune.scratch=False`.
 
 FPGM against the norm criterion at two rates, 3 seeds (`get_sweep`; the
-scratch baselines off, about 4 min a run on 2 cores):
+scratch baselines off, about 1-4 min a run on 2 cores):
 
   python -m launch.sweep --config=experiments/configs/fpgm_digits.py \
       --workdir=/tmp/fpgm_sweep --parallel=1
+
+The README's table (results/fpgm_digits.md) is this sweep, run and
+tabulated by `python -m launch.results --table=fpgm_digits`.
 
 Model: VGG with cfg (32, 32, M, 64, 64), 3x3 conv-BN-ReLU, global average
 pool, dense (`vgg11` with `model_kwargs.cfg`). FPGM: rate_dist 0.4 on every
