@@ -931,12 +931,14 @@ TABLES = {t.name: t for t in (
         name="slimming_digits",
         title="Network Slimming on digits and its scratch baselines",
         config="experiments/configs/slimming_digits.py", seeds=(0, 1, 2),
-        arms=(("Network Slimming, 50% of channels, s = 1e-4", ()),),
+        arms=(("Network Slimming, 50% of channels, s = 1e-4", ()),
+              ("Network Slimming, 70% of channels, s = 1e-4",
+               (("filterprune.prune_fraction", 0.7),))),
         build=scratch_table,
         description="slimming_digits.py as shipped (BatchNorm VGG 32, 32, "
         "pool, 64, 64; 2,000 steps with the L1 penalty, the smallest 50% "
         "of the BatchNorm scales pruned, 1,000 fine-tune steps; then "
-        "Scratch-E and Scratch-B), 3 seeds"),
+        "Scratch-E and Scratch-B) and at 70% pruned, 3 seeds"),
 )}
 
 
