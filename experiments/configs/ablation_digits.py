@@ -5,6 +5,10 @@ Run the sweep (CPU, 2 cores; see the README for the measured wall time):
   python -m launch.sweep --config=experiments/configs/ablation_digits.py \
       --workdir=/tmp/ablation_digits --parallel=1
 
+(the README's table, results/ablation_digits.md, is this sweep run and
+tabulated by `python -m launch.results --table=ablation_digits`: 78 runs,
+14 min on an idle 2-core CPU),
+
 or one run of the base config (the reference point of every variation):
 
   python -m launch.train --config=experiments/configs/ablation_digits.py \
