@@ -8,9 +8,10 @@ Run (CPU, about a minute on 2 cores):
 Dense twin: add `--config.pruning.method=none`. One-shot pruning:
 `--config.pruning.schedule=oneshot`.
 
-Expected (seed 0, see README for the measured figures): dense test accuracy
->= 0.95; with 80% of the weights pruned (gradual, layer-wise) >= 0.93;
-remaining fraction 0.200.
+Expected: dense test accuracy >= 0.95; with 80% of the weights pruned
+(gradual, layer-wise) >= 0.93; remaining fraction 0.200. Measured
+(results/digits_magnitude.md, seeds 0-4): 0.988 both, pruned minus dense
++0.0000 [-0.0024, +0.0024] paired over the seeds.
 """
 import ml_collections
 
