@@ -23,20 +23,21 @@ the gradcount run's final sparsity:
 Dense reference: `--config.gradcount.joint_steps=1 --config.gradcount.lam=0
 --config.gradcount.rho=0 --config.gradcount.s_max=1` (nothing is removed).
 
-Expected (measured, seed 0, one run each; `rho` sets how much is pruned):
+Expected (measured, seed 0, one run each, Dice; `rho` sets how much is
+pruned; results/gradcount_shapes.md, written by `python -m launch.results
+--table=gradcount_shapes --seeds=1`, which runs all ten):
 
-  run                          kept weights  filters  Dice   mIoU   bytes
-  dense reference                 100 %       188/188  0.930  0.872  132,976
-  gradcount rho=0.35 (default)   21.0 %       152/188  0.928  0.868   43,902
-  l1 at the same sparsity        21.0 %       188/188  0.953  0.911   44,582
-  magnitude, same sparsity       21.0 %       188/188  0.932  0.875   44,582
+  rho    kept weights  filters  gradient count  L1     magnitude
+  dense     100 %      100 %        0.936
+  0.2      69.1 %       97.9 %      0.929       0.964   0.934
+  0.35     20.6 %       78.7 %      0.935       0.955   0.930
+  0.5       5.5 %       76.6 %      0.626       0.844   0.885
 
-(rho=0.2: 66.1 % kept, gradcount 0.954 / L1 0.967 / magnitude 0.943 Dice;
-rho=0.5: 5.4 % kept, 0.627 / 0.855 / 0.884.) Gradient counting removes
-filters (the controls remove none) but does not beat the L1 control on
-Dice at any of these sparsities. summary.json["final"] holds dice,
-mean_iou, remaining_fraction (kernel weights), filters_remaining_fraction
-(conv filters) and memory_bytes; `layer_report` has them per layer.
+Gradient counting removes filters (the controls remove none) but does not
+beat the L1 control on Dice at any of these sparsities. summary.json["final"]
+holds dice, mean_iou, remaining_fraction (kernel weights),
+filters_remaining_fraction (conv filters) and memory_bytes; `layer_report`
+has them per layer.
 """
 import ml_collections
 
