@@ -241,11 +241,11 @@ def test_fbs_model_needs_the_fbs_section():
     config_check.validate(c)
 
 
-def test_sweep_expands_three_densities():
+def test_sweep_expands_four_densities():
   from experiments import sweep  # pylint: disable=g-import-not-at-top
   s = sweep.load(fbs_digits.__file__, check_build=False)
   assert sorted(p.values["model_kwargs.density"] for p in s.points) == [
-      0.5, 0.75, 1.0]
+      0.25, 0.5, 0.75, 1.0]
 
 
 # ------------------------------------------------------------- the run ----
