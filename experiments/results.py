@@ -719,6 +719,21 @@ def lottery_plot(runs: list, path: str) -> None:
 
 
 # ------------------------------------------------------------ registry --
+BINARYCONNECT_ARMS = (
+    ("BinaryConnect, deterministic", ()),
+    ("float twin", (("binarize", False),)),
+    ("BinaryConnect, stochastic",
+     (("model_kwargs.kernel_quantizer", "stochastic_sign"),)),
+    ("BNN (binary activations)",
+     (("model_kwargs.input_quantizer", "ste_sign"),
+      ("model_kwargs.activation", "hard_tanh"))))
+"""The BinaryConnect tables' arms: the config as shipped and its variants."""
+
+BINARYCONNECT_PAIRS = tuple((arm, "float twin") for arm, _ in
+                            BINARYCONNECT_ARMS if arm != "float twin")
+"""Each binary variant against its float twin."""
+
+
 TABLES = {t.name: t for t in (
     Table(
         name="main_job",
@@ -767,17 +782,8 @@ TABLES = {t.name: t for t in (
         title="BinaryConnect and BNN on digits, with the float twin",
         config="experiments/configs/binaryconnect_digits.py",
         seeds=(0, 1, 2, 3, 4),
-        arms=(("BinaryConnect, deterministic", ()),
-              ("float twin", (("binarize", False),)),
-              ("BinaryConnect, stochastic",
-               (("model_kwargs.kernel_quantizer", "stochastic_sign"),)),
-              ("BNN (binary activations)",
-               (("model_kwargs.input_quantizer", "ste_sign"),
-                ("model_kwargs.activation", "hard_tanh")))),
-        build=functools.partial(flags_table, compare=(
-            ("BinaryConnect, deterministic", "float twin"),
-            ("BinaryConnect, stochastic", "float twin"),
-            ("BNN (binary activations)", "float twin"))),
+        arms=BINARYCONNECT_ARMS,
+        build=functools.partial(flags_table, compare=BINARYCONNECT_PAIRS),
         description="binaryconnect_digits.py as shipped (3,000 Adam steps, "
         "batch 64) and its variants, 5 seeds"),
     Table(
@@ -786,17 +792,9 @@ TABLES = {t.name: t for t in (
         "the float twin",
         config="experiments/configs/binaryconnect_mnist5k.py",
         seeds=(0, 1, 2, 3, 4),
-        arms=(("BinaryConnect, deterministic", ()),
-              ("float twin", (("binarize", False),)),
-              ("BinaryConnect, stochastic",
-               (("model_kwargs.kernel_quantizer", "stochastic_sign"),)),
-              ("BNN (binary activations)",
-               (("model_kwargs.input_quantizer", "ste_sign"),
-                ("model_kwargs.activation", "hard_tanh")))),
+        arms=BINARYCONNECT_ARMS,
         build=functools.partial(flags_table, compare=(
-            ("BinaryConnect, deterministic", "float twin"),
-            ("BinaryConnect, stochastic", "float twin"),
-            ("BNN (binary activations)", "float twin"),
+            *BINARYCONNECT_PAIRS,
             ("BinaryConnect, stochastic", "BinaryConnect, deterministic"))),
         description="binaryconnect_mnist5k.py as shipped (3 x 512 binary "
         "MLP, 2,100 Adam steps of batch 100) and its variants, 5 seeds"),

@@ -262,6 +262,55 @@ def lottery_lenet(dataset: str, *, num_steps: int, levels: int,
   return config
 
 
+def binary_model_kwargs(shape: dict, **overrides
+                        ) -> ml_collections.ConfigDict:
+  """The `model_kwargs` of a BinaryConnect / BNN model (``binary_mlp``,
+  ``bnn_cnn``) as the authors' released code builds it: `shape` (``hidden``
+  or ``width``) first, then deterministic ``ste_sign`` kernels, real inputs
+  (``input_quantizer`` None, a str placeholder so that the command line can
+  set it), every layer binary, ReLU, BatchNorm momentum 0.9 and epsilon
+  1e-4, biases; `overrides` replace fields or add them (e.g. dropout)."""
+  kwargs = ml_collections.ConfigDict({
+      **shape,
+      "kernel_quantizer": "ste_sign",
+      "input_quantizer": config_dict.placeholder(str),
+      "binary_first": True,
+      "binary_last": True,
+      "activation": "relu",
+      "bn_momentum": 0.9,
+      "bn_epsilon": 1e-4,
+      "use_bias": True,
+  })
+  for field, value in overrides.items():
+    kwargs[field] = value
+  return kwargs
+
+
+def repr_vanilla(dataset: str, *, num_steps: int, s1_steps: int,
+                 s2_steps: int, cadence: int,
+                 checkpoint_every: int) -> ml_collections.ConfigDict:
+  """RePr on its 3-layer vanilla CNN (Prakash et al. 2019, Fig. 1): plain
+  SGD (no momentum, no weight decay) at 0.05, batch 64, constant LR, 3
+  cycles of S1 full / S2 sub-network steps; `cadence` is the log and
+  eval interval."""
+  config = get_config()
+  config.dataset = dataset
+  config.model = "vanilla_cnn"
+  config.model_kwargs = ml_collections.ConfigDict()
+  config.num_steps = num_steps
+  config.batch_size = 64
+  config.optimizer = "sgd"
+  config.learning_rate = 0.05
+  config.momentum = 0.0
+  config.lr_schedule = "constant"
+  config.log_every = cadence
+  config.eval_every = cadence
+  config.checkpoint_every = checkpoint_every
+  config.keep_checkpoints = 1
+  config.repr = repr_section(s1_steps=s1_steps, s2_steps=s2_steps, cycles=3)
+  return config
+
+
 def binaryconnect_mlp(dataset: str, *, hidden: tuple, batch_size: int,
                       steps_per_epoch: int,
                       epochs: int) -> ml_collections.ConfigDict:
@@ -277,18 +326,7 @@ def binaryconnect_mlp(dataset: str, *, hidden: tuple, batch_size: int,
   config = get_config()
   config.dataset = dataset
   config.model = "binary_mlp"
-  config.model_kwargs = ml_collections.ConfigDict({
-      "hidden": tuple(hidden),
-      "kernel_quantizer": "ste_sign",
-      # None (real inputs); str-typed so the command line can set it.
-      "input_quantizer": config_dict.placeholder(str),
-      "binary_first": True,
-      "binary_last": True,
-      "activation": "relu",
-      "bn_momentum": 0.9,
-      "bn_epsilon": 1e-4,
-      "use_bias": True,
-  })
+  config.model_kwargs = binary_model_kwargs({"hidden": tuple(hidden)})
   config.num_steps = steps_per_epoch * epochs
   config.batch_size = batch_size
   config.optimizer = "adam"

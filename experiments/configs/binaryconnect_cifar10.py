@@ -28,7 +28,6 @@ here): BinaryConnect stochastic 8.27 % (README of this code), deterministic
 9.90 %, float baseline 10.64 %.
 """
 import ml_collections
-from ml_collections import config_dict
 
 from experiments.configs import _base
 
@@ -43,18 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset_kwargs = ml_collections.ConfigDict(
       {"num_validation": 5000, "standardize": True})
   config.model = "bnn_cnn"
-  config.model_kwargs = ml_collections.ConfigDict({
-      "width": 1.0,
-      "kernel_quantizer": "stochastic_sign",
-      # None (real inputs); str-typed so the command line can set it.
-      "input_quantizer": config_dict.placeholder(str),
-      "binary_first": True,
-      "binary_last": True,
-      "activation": "relu",
-      "bn_momentum": 0.9,
-      "bn_epsilon": 1e-4,
-      "use_bias": True,
-  })
+  config.model_kwargs = _base.binary_model_kwargs(
+      {"width": 1.0}, kernel_quantizer="stochastic_sign")
 
   config.num_steps = STEPS_PER_EPOCH * EPOCHS
   config.batch_size = 50

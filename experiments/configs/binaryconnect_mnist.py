@@ -28,7 +28,6 @@ BinaryConnect stochastic 1.18 % (README of this code: about 1.15 %),
 deterministic 1.29 +- 0.08 %, float baseline 1.30 %.
 """
 import ml_collections
-from ml_collections import config_dict
 
 from experiments.configs import _base
 
@@ -42,18 +41,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = "mnist"
   config.dataset_kwargs = ml_collections.ConfigDict({"num_validation": 10000})
   config.model = "binary_mlp"
-  config.model_kwargs = ml_collections.ConfigDict({
-      "hidden": (2048, 2048, 2048),
-      "kernel_quantizer": "stochastic_sign",
-      # None (real inputs); str-typed so the command line can set it.
-      "input_quantizer": config_dict.placeholder(str),
-      "binary_first": True,
-      "binary_last": True,
-      "activation": "relu",
-      "bn_momentum": 0.85,
-      "bn_epsilon": 1e-4,
-      "use_bias": True,
-  })
+  config.model_kwargs = _base.binary_model_kwargs(
+      {"hidden": (2048, 2048, 2048)}, kernel_quantizer="stochastic_sign",
+      bn_momentum=0.85)
 
   config.num_steps = STEPS_PER_EPOCH * EPOCHS
   config.batch_size = 100

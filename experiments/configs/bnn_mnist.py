@@ -39,19 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset = "mnist"
   config.dataset_kwargs = ml_collections.ConfigDict({"num_validation": 10000})
   config.model = "binary_mlp"
-  config.model_kwargs = ml_collections.ConfigDict({
-      "hidden": (4096, 4096, 4096),
-      "kernel_quantizer": "ste_sign",
-      "input_quantizer": "ste_sign",
-      "binary_first": True,
-      "binary_last": True,
-      "activation": "hard_tanh",
-      "bn_momentum": 0.9,
-      "bn_epsilon": 1e-4,
-      "use_bias": True,
-      "dropout_input": 0.2,
-      "dropout_hidden": 0.5,
-  })
+  config.model_kwargs = _base.binary_model_kwargs(
+      {"hidden": (4096, 4096, 4096)}, input_quantizer="ste_sign",
+      activation="hard_tanh", dropout_input=0.2, dropout_hidden=0.5)
 
   config.num_steps = STEPS_PER_EPOCH * EPOCHS
   config.batch_size = 100

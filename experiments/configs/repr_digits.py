@@ -42,18 +42,6 @@ from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  config.model = "vanilla_cnn"
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 2200
-  config.batch_size = 64
-  config.optimizer = "sgd"
-  config.learning_rate = 0.05
-  config.momentum = 0.0
-  config.lr_schedule = "constant"
-  config.log_every = 100
-  config.eval_every = 100
-  config.checkpoint_every = 200
-  config.keep_checkpoints = 1
-  config.repr = _base.repr_section(s1_steps=400, s2_steps=200, cycles=3)
-  return config
+  return _base.repr_vanilla(
+      "digits", num_steps=2200, s1_steps=400, s2_steps=200,
+      cadence=100, checkpoint_every=200)

@@ -38,19 +38,6 @@ from experiments.configs import _base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = _base.get_config()
-  config.dataset = "mnist5k"
-  config.model = "vanilla_cnn"
-  config.model_kwargs = ml_collections.ConfigDict()
-  config.num_steps = 3025
-  config.batch_size = 64
-  config.optimizer = "sgd"
-  config.learning_rate = 0.05
-  config.momentum = 0.0
-  config.lr_schedule = "constant"
-  config.log_every = 275
-  config.eval_every = 275
-  config.checkpoint_every = 825
-  config.keep_checkpoints = 1
-  config.repr = _base.repr_section(s1_steps=550, s2_steps=275, cycles=3)
-  return config
+  return _base.repr_vanilla(
+      "mnist5k", num_steps=3025, s1_steps=550, s2_steps=275,
+      cadence=275, checkpoint_every=825)
