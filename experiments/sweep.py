@@ -31,7 +31,9 @@ sweep exits with 143 (`Stopped`): re-running it resumes them. Everything is vali
 (`load`): unknown fields, wrong types and values `config_check.validate`
 or the model/optimizer builder refuses raise `SweepError` naming the grid
 entry. `DIR/sweep.json` records the expanded grid; a DIR holding another
-grid's sweep is refused.
+grid's sweep is refused, except the same grid with seeds added (`grows`):
+re-running a sweep after adding seeds to `get_sweep()` runs only the new
+seeds' points and keeps every finished one.
 
 Outputs in DIR: `sweep.json`, `results.csv` (one row per run; its last
 columns repeat, on every run of a grid point, the point's test accuracy
@@ -382,12 +384,13 @@ def prepare_workdir(sweep: Sweep, workdir: str):
   and writes sweep.json. Returns the open lock file (keep it open)."""
   path = os.path.join(workdir, "sweep.json")
   spec = sweep.spec()
+  diff = []
   if os.path.exists(path):
     with open(path) as f:
       stored = json.load(f)
     diff = [k for k in ("base", "grids", "seeds", "runs")
             if stored.get("spec", {}).get(k) != spec[k]]
-    if diff:
+    if diff and not grows(stored.get("spec", {}), spec):
       raise SweepError(f"workdir {workdir} holds a sweep of another grid "
                        f"(differs in: {', '.join(diff)}); use a new --workdir")
   elif os.path.isdir(workdir) and os.listdir(workdir):
@@ -400,9 +403,19 @@ def prepare_workdir(sweep: Sweep, workdir: str):
   except OSError:
     lock.close()
     raise SweepError(f"workdir {workdir} is in use by another sweep") from None
-  if not os.path.exists(path):
+  if not os.path.exists(path) or diff:
     _write_json(path, {"config": sweep.config_path, "spec": spec})
   return lock
+
+
+def grows(stored: dict, spec: dict) -> bool:
+  """Whether sweep spec `spec` is `stored` with seeds added: the same base
+  config and grids, every stored seed still there and every stored run
+  (name, overrides, seed) still one of its runs."""
+  return (stored.get("base") == spec["base"]
+          and stored.get("grids") == spec["grids"]
+          and set(stored.get("seeds", ())) <= set(spec["seeds"])
+          and all(r in spec["runs"] for r in stored.get("runs", ())))
 
 
 def _write_json(path: str, obj) -> None:

@@ -130,7 +130,7 @@ def test_grid_has_the_ste_by_weight_clipping_axis():
   assert axis in s.grids
   i = s.grids.index(axis)
   members = [p for p in s.points if i in p.grids]
-  assert len(members) == 3 * 2 * 2 * 3
+  assert len(members) == 3 * 2 * 2 * 5
   for opt in axis["optimizer"]:
     for q in axis["model_kwargs.kernel_quantizer"]:
       for clip in (0.0, 1.0):
@@ -138,7 +138,7 @@ def test_grid_has_the_ste_by_weight_clipping_axis():
                        if p.values["optimizer"] == opt
                        and p.values["model_kwargs.kernel_quantizer"] == q
                        and p.values["clip_weights"] == clip)
-        assert seeds == [0, 1, 2], (opt, q, clip)
+        assert seeds == [0, 1, 2, 3, 4], (opt, q, clip)
 
 
 def test_results_report_the_fraction_outside_the_window(tmp_path):

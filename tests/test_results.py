@@ -265,9 +265,9 @@ def test_ablation_table_on_its_sweeps_points():
           "latent_abs_max": 1.0}))
   assert [r[:2] for r in built.rows] == [
       [o, c] for c in ("[-1, 1]", "off") for o in ("sgd", "momentum", "adam")]
-  assert built.rows[2][2].startswith("0.9100 ± 0.0100 [")
+  assert built.rows[2][2].startswith("0.9200 ± 0.0158 [")
   assert built.rows[2][4] == "0 / 0" and built.rows[5][4] == "0.25 / 0.25"
-  assert built.rows[2][7].startswith("0.9600 ± 0.0100") and not built.rows[5][7]
+  assert built.rows[2][7].startswith("0.9700 ± 0.0158") and not built.rows[5][7]
   assert "Adam − SGD, clipped STE, clip on: +0.7000 ± 0.0000" in built.notes
   assert "binary (clipped STE) − float, Adam: -0.0500" in built.notes
   assert len(built.csv_rows) == 26

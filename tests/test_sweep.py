@@ -192,6 +192,27 @@ def test_workdir_refusals_and_lock(tmp_path):
     sweep_lib.prepare_workdir(s2, workdir)
 
 
+def test_workdir_grows_by_seeds_only(tmp_path):
+  """The same grid with seeds added reuses the workdir (sweep.json then
+  records the new seeds); fewer seeds, or seeds added to another grid, is
+  another grid."""
+  grid = [{"optimizer": ["sgd", "adam"]}]
+  workdir = str(tmp_path / "w")
+  s01 = sweep_lib.load(write_sweep(tmp_path, grid, seeds=(0, 1)))
+  sweep_lib.prepare_workdir(s01, workdir).close()
+  s012 = sweep_lib.load(write_sweep(tmp_path, grid, seeds=(0, 1, 2),
+                                    name="s012.py"))
+  sweep_lib.prepare_workdir(s012, workdir).close()
+  with open(os.path.join(workdir, "sweep.json")) as f:
+    assert json.load(f)["spec"]["seeds"] == [0, 1, 2]
+  with pytest.raises(sweep_lib.SweepError, match="another grid.*seeds"):
+    sweep_lib.prepare_workdir(s01, workdir)
+  other = sweep_lib.load(write_sweep(tmp_path, [{"optimizer": ["sgd"]}],
+                                     seeds=(0, 1, 2, 3), name="other.py"))
+  with pytest.raises(sweep_lib.SweepError, match="another grid"):
+    sweep_lib.prepare_workdir(other, workdir)
+
+
 # ----------------------------------------------------------- end to end --
 def _finished_checkpoint(run_dir):
   ckpt = os.path.join(run_dir, "checkpoints")
@@ -318,8 +339,8 @@ def test_ablation_digits_grid():
   """The shipped ablation grid expands and validates (nothing runs)."""
   s = sweep_lib.load(os.path.join(ROOT, "experiments", "configs",
                                   "ablation_digits.py"))
-  assert len(s.points) == 78 and s.seeds == [0, 1, 2]
-  assert len({p.name for p in s.points}) == 78
+  assert len(s.points) == 130 and s.seeds == [0, 1, 2, 3, 4]
+  assert len({p.name for p in s.points}) == 130
   ref = [p for p in s.points if p.name ==
          "optimizer=adam,kernel_quantizer=ste_sign,seed=0"]
   assert ref and ref[0].grids == [0, 1, 2, 3, 4, 5]

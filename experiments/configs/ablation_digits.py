@@ -23,7 +23,7 @@ weights clipped to [-1, 1] after each Adam step, constant learning rate,
 1,000 steps of batch 64 (about 50 epochs of digits' 1,257 training
 images); no pruning.
 
-The grid (`get_sweep`, 3 seeds each) is a union of sub-grids around the
+The grid (`get_sweep`, 5 seeds each) is a union of sub-grids around the
 base:
   * optimizer {sgd, momentum, adam} x kernel STE {ste_identity_sign (the
     identity STE: sign forward, gradient passed everywhere), ste_sign
@@ -98,7 +98,7 @@ def get_sweep() -> dict:
   """Sub-grids (`{"config.field.path": [values]}`, product within, union
   across) and the seeds every point runs with; see experiments/sweep.py."""
   return {
-      "seeds": [0, 1, 2],
+      "seeds": [0, 1, 2, 3, 4],
       "grids": [
           {"optimizer": ["sgd", "momentum", "adam"],
            "model_kwargs.kernel_quantizer": [
