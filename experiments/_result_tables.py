@@ -515,13 +515,16 @@ def gradcount_table(runs: list) -> Built:
   sparsity it reached: per rho, the kept kernel weights, Dice of each
   method (one seed as is, several as mean ± sample std [95% CI]) and the
   conv filters gradient counting kept; the notes give the dense reference
-  and gradient count − control, paired over the seeds."""
+  and gradient count − control, paired over the seeds. The controls
+  prune weights, not filters; a filter they empty counts as removed."""
   dice = lambda rs: [r.summary["final"]["dice"] for r in rs]
   mean = lambda xs: sum(xs) / len(xs)
   by = lambda arm: [r for r in runs if r.arm == arm]
   header = ["kept weights", "rho", "gradient count", "L1", "magnitude",
-            "conv filters kept (gradient count; controls keep all)"]
-  csv_header = ["rho", "remaining_fraction", "filters_remaining_fraction"]
+            "conv filters kept (gradient count / L1 / magnitude)"]
+  csv_header = ["rho", "remaining_fraction", "filters_remaining_fraction",
+                "l1_filters_remaining_fraction",
+                "magnitude_filters_remaining_fraction"]
   for col in ("gradcount", "l1", "magnitude"):
     csv_header += [f"{col}_dice_{k}" for k in ("n", "mean", "std", "ci95_lo",
                                                "ci95_hi")]
@@ -530,13 +533,13 @@ def gradcount_table(runs: list) -> Built:
     arms = [a for a, _ in gradcount_arms(rho)]
     gc, l1, mag = (by(a) for a in arms)
     kept = mean([r.summary["final"]["remaining_fraction"] for r in gc])
-    filters = mean([r.summary["final"]["filters_remaining_fraction"]
-                    for r in gc])
+    filters = [mean([r.summary["final"]["filters_remaining_fraction"]
+                     for r in x]) for x in (gc, l1, mag)]
     rows.append([f"{100 * kept:.1f}%", f"{rho:g}",
                  *(_acc(dice(x)) for x in (gc, l1, mag)),
-                 f"{100 * filters:.1f}%"])
-    csv_rows.append([rho, kept, filters, *(c for x in (gc, l1, mag)
-                                           for c in _stat_cells(dice(x)))])
+                 " / ".join(f"{100 * f:.1f}%" for f in filters)])
+    csv_rows.append([rho, kept, *filters, *(c for x in (gc, l1, mag)
+                                            for c in _stat_cells(dice(x)))])
     for name, x in (("L1", l1), ("magnitude", mag)):
       pairs.append(f"rho {rho:g}, gradient count − {name}: "
                    + stats.format_paired(stats.paired(dice(gc), dice(x))))

@@ -316,7 +316,7 @@ def test_gradcount_table_pairs_each_rho_with_its_controls():
   assert [r[:2] for r in built.rows] == [["30.0%", "0.2"], ["30.0%", "0.35"],
                                          ["30.0%", "0.5"]]
   assert built.rows[0][2].startswith("0.9100 ± 0.0100 [")
-  assert built.rows[0][5] == "80.0%"
+  assert built.rows[0][5] == "80.0% / 80.0% / 80.0%"
   assert built.notes.count("gradient count − L1: -0.0500") == 3
   assert "Dense reference: Dice 0.9400 ± 0.0100" in built.notes
 
