@@ -6,8 +6,8 @@ Run the sweep (CPU, 2 cores; see the README for the measured wall time):
       --workdir=/tmp/ablation_digits --parallel=1
 
 (the README's table, results/ablation_digits.md, is this sweep run and
-tabulated by `python -m launch.results --table=ablation_digits`: 78 runs,
-14 min on an idle 2-core CPU),
+tabulated by `python -m launch.results --table=ablation_digits`: 130
+runs, 27 min on a 2-core CPU),
 
 or one run of the base config (the reference point of every variation):
 
@@ -46,7 +46,7 @@ base:
   * gradient clipping off/on (`grad_clip_norm` 0 / 1: global-norm);
   * BatchNorm momentum {0.5, 0.85, 0.99};
   * learning-rate schedule {constant, cosine, step (x0.1 at 50% and 75%)}.
-26 distinct configurations, 78 runs. One learning rate (3e-3) serves all
+26 distinct configurations, 130 runs. One learning rate (3e-3) serves all
 optimizers, as a study of "which optimizer works at the base settings".
 
 Expected (Alizadeh et al., §5 of docs/METHODS): Adam clearly above plain
