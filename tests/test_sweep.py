@@ -299,9 +299,10 @@ def test_end_to_end_kill_resume_skip(tmp_path):
   assert "(4 finished earlier, 0 to run" in proc.stdout
   assert snapshot(workdir / "runs") == before
 
-  # 4. Another grid in the same workdir: refused, nothing touched.
+  # 4. Another grid in the same workdir: refused, nothing touched (the
+  # same grid with seeds added would grow it: test_workdir_grows_...).
   before = snapshot(workdir)
-  other = write_sweep(tmp_path, [{"optimizer": ["sgd", "adam"]}],
+  other = write_sweep(tmp_path, [{"optimizer": ["sgd", "momentum"]}],
                       seeds=[0, 1, 2], name="other.py", num_steps=1500)
   proc = launch(f"--config={other}", f"--workdir={workdir}")
   assert proc.returncode == 2
