@@ -36,6 +36,12 @@ OVER_SEEDS = "mean ± sample std [95% CI, Student t] over the seeds"
 """How the tables' cells with several seeds read (``stats``' convention)."""
 
 
+def _seeds_read(seeds: list) -> str:
+  """The seeds, then how the cells read when there are several: ``seed 0``
+  or ``seeds 0, 1, 2; `` + `OVER_SEEDS`."""
+  return _seed_list(seeds) + ("; " + OVER_SEEDS if len(seeds) > 1 else "")
+
+
 def _acc(values: Sequence[float]) -> str:
   """One value as is; several as mean ± sample std [95% CI]."""
   if len(values) == 1:
@@ -181,9 +187,7 @@ def plain_table(runs: list, compare: Sequence[tuple] = ()) -> Built:
     csv_rows.append([arm, *_stat_cells(accs), rem, secs])
   seeds = _seeds_of(runs)
   notes = (f"Test accuracy ({runs[0].summary.get('model', 'the model')}, "
-           + _seed_list(seeds)
-           + ("; " + OVER_SEEDS
-              if len(seeds) > 1 else "") + "). Wall time: the run's "
+           + _seeds_read(seeds) + "). Wall time: the run's "
            "launch.train process, start-up and compilation included, on a "
            "machine shared with other jobs." + paired_arms(runs, compare))
   return Built(header, rows, csv_header, csv_rows, notes)
@@ -251,9 +255,8 @@ def fbs_table(runs: list) -> Built:
     csv_rows.append([arm, *_stat_cells(accs), m["mean"], m["std"],
                      mean(over)])
   seeds = _seeds_of(runs)
-  notes = ("Test accuracy, " + _seed_list(seeds)
-           + ("; " + OVER_SEEDS
-              if len(seeds) > 1 else "") + ". macs_fraction: MACs executed "
+  notes = ("Test accuracy, " + _seeds_read(seeds)
+           + ". macs_fraction: MACs executed "
            "(saliency predictors included) over the dense network's, "
            "averaged over the test set" + (" and the seeds" if len(seeds) > 1
                                            else "") +
@@ -293,9 +296,8 @@ def scratch_table(runs: list) -> Built:
                  for k, name in (("scratch_e", "Scratch-E"),
                                  ("scratch_b", "Scratch-B"))]
   seeds = _seeds_of(runs)
-  notes = ("Test accuracy, " + _seed_list(seeds)
-           + ("; " + OVER_SEEDS
-              if len(seeds) > 1 else "") + ". MACs: the pruned network's "
+  notes = ("Test accuracy, " + _seeds_read(seeds)
+           + ". MACs: the pruned network's "
            "over the dense one's. Scratch-E: the pruned architecture from a "
            "fresh init for the original number of steps; Scratch-B: for the "
            "same MACs (at most twice as long)."
@@ -545,8 +547,7 @@ def gradcount_table(runs: list) -> Built:
                    + stats.format_paired(stats.paired(dice(gc), dice(x))))
   dense = by("dense reference")
   seeds = _seeds_of(runs)
-  notes = ("Dice (foreground classes), " + _seed_list(seeds)
-           + ("; " + OVER_SEEDS if len(seeds) > 1 else "")
+  notes = ("Dice (foreground classes), " + _seeds_read(seeds)
            + ". Kept weights: the gradient-count run's remaining kernel "
            "weights, which its L1 and magnitude controls are matched to "
            "(`gradcount.match_workdir`, same seed). Dense reference: Dice "
@@ -596,8 +597,7 @@ def mainsub_table(runs: list) -> Built:
           stats.paired(cols["pruned"], cols[k]))
                 for k in ("main", *MAINSUB_CONTROLS)]
   seeds = _seeds_of(runs)
-  notes = ("Test accuracy, " + _seed_list(seeds)
-           + ("; " + OVER_SEEDS if len(seeds) > 1 else "")
+  notes = ("Test accuracy, " + _seeds_read(seeds)
            + ". % removed: binary filters, mean over the seeds. The controls "
            "(learned keep vectors, greedy: smallest mean |w|, random) take "
            "the learned per-layer counts, are applied to the main network "
